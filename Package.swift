@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "returnpath",
+    products: [
+        .executable(name: "returnpath", targets: ["returnpath"]),
+        .library(name: "Netlink", targets: ["Netlink"]),
+        .library(name: "Namespace", targets: ["Namespace"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // Kernel headers and the few libc calls Swift's Glibc module does not expose.
+        .target(name: "CLinux"),
+        // Network namespaces (ip-netns compatible), the namespace thread, sysctls.
+        .target(
+            name: "Namespace",
+            dependencies: [
+                "CLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // rtnetlink: socket, message encoding, typed operations.
+        .target(
+            name: "Netlink",
+            dependencies: [
+                "CLinux", "Namespace",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "returnpath",
+            dependencies: [
+                "Netlink", "Namespace",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "Netlink", "Namespace",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,34 @@
+#ifndef RETURNPATH_CLINUX_H
+#define RETURNPATH_CLINUX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/if_addr.h>
+#include <linux/veth.h>
+#include <linux/fib_rules.h>
+#include <linux/net_namespace.h>
+
+// Flags the Glibc module hides behind _GNU_SOURCE, re-exported as plain constants.
+static const int clinux_CLONE_NEWNET = 0x40000000;
+static const unsigned long clinux_MS_BIND = 4096;
+static const unsigned long clinux_MS_REC = 16384;
+static const unsigned long clinux_MS_SHARED = 1 << 20;
+static const unsigned long clinux_MS_SLAVE = 1 << 19;
+static const int clinux_MNT_DETACH = 2;
+static const unsigned int clinux_IFF_UP = 0x1;
+static const unsigned int clinux_IFF_LOOPBACK = 0x8;
+static const unsigned int clinux_IFF_LOWER_UP = 0x10000;
+
+int clinux_setns(int fd, int nstype);
+int clinux_unshare(int flags);
+pid_t clinux_gettid(void);
+int clinux_mount(const char *source, const char *target, const char *fstype,
+                 unsigned long flags, const void *data);
+int clinux_umount2(const char *target, int flags);
+
+#endif

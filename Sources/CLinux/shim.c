@@ -1,0 +1,15 @@
+#define _GNU_SOURCE
+#include <sched.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include "CLinux.h"
+
+int clinux_setns(int fd, int nstype) { return setns(fd, nstype); }
+int clinux_unshare(int flags) { return unshare(flags); }
+pid_t clinux_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int clinux_mount(const char *source, const char *target, const char *fstype,
+                 unsigned long flags, const void *data) {
+    return mount(source, target, fstype, flags, data);
+}
+int clinux_umount2(const char *target, int flags) { return umount2(target, flags); }

@@ -1,0 +1,42 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body` on a new pthread and waits for it. Used for the one thing that must never happen on a Swift
+/// concurrency thread: `setns(2)`, which moves only the calling thread. The thread ends right after `body`, so a
+/// namespace it entered can never leak into other work.
+func onDedicatedThread<T>(_ body: () -> T) -> Result<T, NamespaceError> {
+    var result: T?
+    let started: Int32 = withoutActuallyEscaping(body) { body in
+        let work = ThreadWork { result = body() }
+        let retained = Unmanaged.passRetained(work)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, threadMain, retained.toOpaque())
+        guard rc == 0 else {
+            retained.release()
+            return rc
+        }
+        pthread_join(thread, nil)
+        return 0
+    }
+    guard started == 0 else {
+        return .failure(.system(operation: "start a namespace thread", errno: Errno(rawValue: started)))
+    }
+    guard let result else {
+        return .failure(.system(operation: "namespace thread produced no result", errno: .ioError))
+    }
+    return .success(result)
+}
+
+private func threadMain(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    guard let raw else { return nil }
+    Unmanaged<ThreadWork>.fromOpaque(raw).takeRetainedValue().run()
+    return nil
+}
+
+/// The closure handed to the thread. pthread_join orders everything it wrote before the caller reads it.
+private final class ThreadWork: @unchecked Sendable {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}

@@ -1,0 +1,119 @@
+import CLinux
+
+/// A question for the kernel's routing decision: `ip route get DEST [from SRC] [iif DEV] [oif DEV] [mark MARK]`.
+public struct RouteQuery: Sendable, Hashable, CustomStringConvertible {
+    public var destination: IPAddress
+    public var source: IPAddress?
+    /// Simulate a packet received on this interface (input route, as forwarding or local delivery sees it).
+    public var inputInterface: String?
+    public var outputInterface: String?
+    public var mark: UInt32?
+
+    public init(destination: IPAddress, source: IPAddress? = nil, inputInterface: String? = nil,
+                outputInterface: String? = nil, mark: UInt32? = nil) {
+        self.destination = destination
+        self.source = source
+        self.inputInterface = inputInterface
+        self.outputInterface = outputInterface
+        self.mark = mark
+    }
+
+    public var ipArguments: [String] {
+        var args = [destination.description]
+        if let source { args += ["from", source.description] }
+        if let inputInterface { args += ["iif", inputInterface] }
+        if let outputInterface { args += ["oif", outputInterface] }
+        if let mark { args += ["mark", hex(mark)] }
+        return args
+    }
+
+    public var description: String { ipArguments.joined(separator: " ") }
+}
+
+/// The kernel's answer: the route it would use.
+public struct RouteDecision: Sendable, Hashable, CustomStringConvertible {
+    public var type: RouteType
+    public var table: UInt32
+    public var destination: IPAddress
+    public var gateway: IPAddress?
+    /// The output interface (for local delivery, the loopback device).
+    public var device: String?
+    public var preferredSource: IPAddress?
+    public var inputInterface: String?
+
+    public var description: String {
+        var parts: [String] = []
+        if type != .unicast { parts.append(type.description) }
+        parts.append(destination.description)
+        if let gateway { parts += ["via", gateway.description] }
+        if let device { parts += ["dev", device] }
+        parts += ["table", RouteTable.name(table)]
+        if let preferredSource { parts += ["src", preferredSource.description] }
+        if let inputInterface { parts += ["iif", inputInterface] }
+        return parts.joined(separator: " ")
+    }
+}
+
+extension RouteSocket {
+    /// The kernel's own routing decision for a packet (RTM_GETROUTE), with policy rules, marks and input
+    /// interface taken into account exactly as for real traffic.
+    public func lookup(_ query: RouteQuery) throws(NetlinkError) -> RouteDecision {
+        let operation = "get route \(query)"
+        if let source = query.source, source.family != query.destination.family {
+            throw .invalidRequest(operation: operation, reason: "source \(source) is not of the destination's family")
+        }
+        let family = query.destination.family
+        var message = MessageBuilder(type: UInt16(RTM_GETROUTE), flags: 0)
+        var header = rtmsg()
+        header.rtm_family = family.rawValue
+        header.rtm_dst_len = UInt8(family.bitLength)
+        header.rtm_src_len = query.source == nil ? 0 : UInt8(family.bitLength)
+        message.append(header: header)
+        message.append(attribute: UInt16(RTA_DST.rawValue), address: query.destination)
+        if let source = query.source { message.append(attribute: UInt16(RTA_SRC.rawValue), address: source) }
+        if let name = query.inputInterface {
+            message.append(attribute: UInt16(RTA_IIF.rawValue), s32: try index(of: name, for: operation))
+        }
+        if let name = query.outputInterface {
+            message.append(attribute: UInt16(RTA_OIF.rawValue), s32: try index(of: name, for: operation))
+        }
+        if let mark = query.mark { message.append(attribute: UInt16(RTA_MARK.rawValue), u32: mark) }
+
+        let replies = try request(message, operation: operation)
+        var names: [Int32: String] = [:]
+        var decision: RouteDecision?
+        do throws(WireError) {
+            for reply in replies where reply.type == UInt16(RTM_NEWROUTE) {
+                let reader = PayloadReader(reply.payload)
+                let header = try reader.header(rtmsg.self)
+                var result = RouteDecision(type: RouteType(rawValue: header.rtm_type) ?? .unspecified,
+                                           table: UInt32(header.rtm_table), destination: query.destination)
+                var oif: Int32?, iif: Int32?
+                try reader.forEachAttribute(after: MemoryLayout<rtmsg>.size) { type, value throws(WireError) in
+                    switch type {
+                    case UInt16(RTA_TABLE.rawValue): result.table = try value.u32()
+                    case UInt16(RTA_GATEWAY.rawValue): result.gateway = try value.address()
+                    case UInt16(RTA_PREFSRC.rawValue): result.preferredSource = try value.address()
+                    case UInt16(RTA_OIF.rawValue): oif = try value.s32()
+                    case UInt16(RTA_IIF.rawValue): iif = try value.s32()
+                    default: break
+                    }
+                }
+                if oif != nil || iif != nil { names = try linkNamesOrEmpty() }
+                result.device = oif.map { names[$0] ?? "if\($0)" }
+                result.inputInterface = iif.map { names[$0] ?? "if\($0)" }
+                decision = result
+            }
+        } catch {
+            throw .protocolViolation(operation: operation, reason: "malformed reply: \(error)")
+        }
+        guard let decision else {
+            throw .protocolViolation(operation: operation, reason: "the kernel answered without a route")
+        }
+        return decision
+    }
+
+    private func linkNamesOrEmpty() throws(WireError) -> [Int32: String] {
+        (try? linkNames()) ?? [:]
+    }
+}

@@ -1,0 +1,211 @@
+import CLinux
+
+/// A route (`ip route`). `device` is an interface name; it is resolved to an index when the route is sent.
+public struct Route: Sendable, Hashable, CustomStringConvertible {
+    public var destination: IPPrefix
+    public var table: UInt32
+    public var type: RouteType
+    public var proto: RouteProtocol
+    /// nil: derived as iproute2 does (host for local, link for a unicast route without gateway, else global).
+    public var scope: RouteScope?
+    public var gateway: IPAddress?
+    public var device: String?
+    public var preferredSource: IPAddress?
+    public var metric: UInt32?
+    public var onlink: Bool
+
+    public init(destination: IPPrefix, table: UInt32 = RouteTable.main, type: RouteType = .unicast,
+                proto: RouteProtocol = .boot, scope: RouteScope? = nil, gateway: IPAddress? = nil,
+                device: String? = nil, preferredSource: IPAddress? = nil, metric: UInt32? = nil, onlink: Bool = false) {
+        self.destination = destination
+        self.table = table
+        self.type = type
+        self.proto = proto
+        self.scope = scope
+        self.gateway = gateway
+        self.device = device
+        self.preferredSource = preferredSource
+        self.metric = metric
+        self.onlink = onlink
+    }
+
+    public var family: AddressFamily { destination.family }
+
+    /// The scope the kernel will record: the given one, or iproute2's default.
+    public var effectiveScope: RouteScope {
+        if let scope { return scope }
+        switch type {
+        case .local, .nat: return .host
+        case .broadcast, .multicast, .anycast: return .link
+        case .unicast, .unspecified: return gateway == nil ? .link : .universe
+        default: return .universe
+        }
+    }
+
+    /// The route in `ip route` syntax: "10.0.0.0/24 via 10.1.1.1 dev eth1 table 200 proto 3 metric 10".
+    public var ipArguments: [String] {
+        var args: [String] = []
+        if type != .unicast { args.append(type.description) }
+        args.append(destination.description)
+        if let gateway { args += ["via", gateway.description] }
+        if let device { args += ["dev", device] }
+        if table != RouteTable.main { args += ["table", RouteTable.name(table)] }
+        args += ["proto", proto.description]
+        if let scope { args += ["scope", scope.description] }
+        if let preferredSource { args += ["src", preferredSource.description] }
+        if let metric { args += ["metric", String(metric)] }
+        if onlink { args.append("onlink") }
+        return args
+    }
+
+    public var description: String { ipArguments.joined(separator: " ") }
+
+    /// Problems the kernel would refuse, or that would silently do something else, found before sending.
+    public func validate() -> String? {
+        if table == RouteTable.unspecified { return "table 0 is not a routing table (RT_TABLE_UNSPEC)" }
+        if !destination.isCanonical {
+            return "\(destination.cidr) has host bits set (did you mean \(destination.network.cidr)?)"
+        }
+        if let gateway, gateway.family != family { return "gateway \(gateway) is not of the destination's family" }
+        if let preferredSource, preferredSource.family != family {
+            return "source \(preferredSource) is not of the destination's family"
+        }
+        if let device, let problem = Link.validate(name: device) { return problem }
+        switch type {
+        case .blackhole, .unreachable, .prohibit, .throw:
+            if gateway != nil || device != nil { return "a \(type) route takes no gateway or device" }
+        case .unicast:
+            if gateway == nil && device == nil { return "a unicast route needs a gateway or a device" }
+        default: break
+        }
+        if onlink && gateway == nil { return "onlink needs a gateway" }
+        return nil
+    }
+
+    /// The RTM_NEWROUTE/RTM_DELROUTE message. `index` is the resolved `device`.
+    func message(_ type: Int32, flags: Int32, deviceIndex: Int32?) -> MessageBuilder {
+        var message = MessageBuilder(type: UInt16(type), flags: UInt16(flags))
+        var header = rtmsg()
+        header.rtm_family = family.rawValue
+        header.rtm_dst_len = UInt8(destination.length)
+        header.rtm_table = table < 256 ? UInt8(table) : UInt8(RT_TABLE_UNSPEC.rawValue)
+        let deleting = type == Int32(RTM_DELROUTE)
+        header.rtm_protocol = proto.rawValue
+        header.rtm_scope = deleting ? (scope ?? .nowhere).rawValue : effectiveScope.rawValue
+        header.rtm_type = self.type.rawValue
+        header.rtm_flags = onlink ? UInt32(RTNH_F_ONLINK) : 0
+        message.append(header: header)
+        message.append(attribute: UInt16(RTA_TABLE.rawValue), u32: table)
+        if destination.length > 0 { message.append(attribute: UInt16(RTA_DST.rawValue), address: destination.address) }
+        if let gateway { message.append(attribute: UInt16(RTA_GATEWAY.rawValue), address: gateway) }
+        if let deviceIndex { message.append(attribute: UInt16(RTA_OIF.rawValue), s32: deviceIndex) }
+        if let preferredSource { message.append(attribute: UInt16(RTA_PREFSRC.rawValue), address: preferredSource) }
+        if let metric { message.append(attribute: UInt16(RTA_PRIORITY.rawValue), u32: metric) }
+        return message
+    }
+
+    static func decode(_ message: NetlinkMessage, names: [Int32: String]) throws(WireError) -> Route? {
+        guard message.type == UInt16(RTM_NEWROUTE) else { return nil }
+        let reader = PayloadReader(message.payload)
+        let header = try reader.header(rtmsg.self)
+        guard let family = AddressFamily(rawValue: header.rtm_family), family != .unspecified else { return nil }
+        var table = UInt32(header.rtm_table)
+        var destination: IPAddress?, gateway: IPAddress?, source: IPAddress?
+        var device: String?, metric: UInt32?
+        try reader.forEachAttribute(after: MemoryLayout<rtmsg>.size) { type, value throws(WireError) in
+            switch type {
+            case UInt16(RTA_TABLE.rawValue): table = try value.u32()
+            case UInt16(RTA_DST.rawValue): destination = try value.address()
+            case UInt16(RTA_GATEWAY.rawValue): gateway = try value.address()
+            case UInt16(RTA_PREFSRC.rawValue): source = try value.address()
+            case UInt16(RTA_PRIORITY.rawValue): metric = try value.u32()
+            case UInt16(RTA_OIF.rawValue):
+                let index = try value.s32()
+                device = names[index] ?? "if\(index)"
+            default: break
+            }
+        }
+        let zero: IPAddress = family == .inet6 ? .v6(0, 0) : .v4(0)
+        let prefix: IPPrefix
+        do { prefix = try IPPrefix(destination ?? zero, length: Int(header.rtm_dst_len)) } catch {
+            throw WireError(error.description)
+        }
+        return Route(destination: prefix, table: table, type: RouteType(rawValue: header.rtm_type) ?? .unspecified,
+                     proto: RouteProtocol(rawValue: header.rtm_protocol), scope: RouteScope(rawValue: header.rtm_scope),
+                     gateway: gateway, device: device, preferredSource: source, metric: metric,
+                     onlink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
+    }
+}
+
+extension RouteSocket {
+    /// `ip route add`: fails with EEXIST when the route is there.
+    public func addRoute(_ route: Route) throws(NetlinkError) {
+        try sendRoutes([route], verb: "add", type: Int32(RTM_NEWROUTE), flags: NLM_F_CREATE | NLM_F_EXCL).throwFirst()
+    }
+
+    /// `ip route replace`: adds or updates the route (idempotent).
+    public func replaceRoute(_ route: Route) throws(NetlinkError) {
+        try sendRoutes([route], verb: "replace", type: Int32(RTM_NEWROUTE), flags: NLM_F_CREATE | NLM_F_REPLACE).throwFirst()
+    }
+
+    /// `ip route del`. Fields left nil (gateway, device, metric) and an unspecified protocol match any value.
+    public func deleteRoute(_ route: Route) throws(NetlinkError) {
+        try sendRoutes([route], verb: "delete", type: Int32(RTM_DELROUTE), flags: 0).throwFirst()
+    }
+
+    /// Replaces many routes, pipelined; one result per route, in order.
+    public func replaceRoutes(_ routes: [Route]) throws(NetlinkError) -> [NetlinkError?] {
+        try sendRoutes(routes, verb: "replace", type: Int32(RTM_NEWROUTE), flags: NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// Adds many routes, pipelined (EEXIST where one is there); one result per route, in order.
+    public func addRoutes(_ routes: [Route]) throws(NetlinkError) -> [NetlinkError?] {
+        try sendRoutes(routes, verb: "add", type: Int32(RTM_NEWROUTE), flags: NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    /// Deletes many routes, pipelined; one result per route, in order.
+    public func deleteRoutes(_ routes: [Route]) throws(NetlinkError) -> [NetlinkError?] {
+        try sendRoutes(routes, verb: "delete", type: Int32(RTM_DELROUTE), flags: 0)
+    }
+
+    /// Every route (`ip route show table all`), optionally of one family and one table.
+    public func routes(family: AddressFamily = .unspecified, table: UInt32? = nil) throws(NetlinkError) -> [Route] {
+        var message = MessageBuilder(type: UInt16(RTM_GETROUTE), flags: 0)
+        var header = rtmsg()
+        header.rtm_family = family.rawValue
+        message.append(header: header)
+        let replies = try dump(message, operation: "list routes")
+        let names = try linkNames()
+        let routes = try decodeAll(replies, operation: "list routes") { m throws(WireError) in try Route.decode(m, names: names) }
+        guard let table else { return routes }
+        return routes.filter { $0.table == table }
+    }
+
+    /// Validates every route and resolves device names (each once) before anything is sent.
+    private func sendRoutes(_ routes: [Route], verb: String, type: Int32, flags: Int32) throws(NetlinkError) -> [NetlinkError?] {
+        var indices: [String: Int32] = [:]
+        var messages: [MessageBuilder] = []
+        messages.reserveCapacity(routes.count)
+        for route in routes {
+            let operation = "\(verb) route \(route)"
+            if let problem = route.validate() { throw .invalidRequest(operation: operation, reason: problem) }
+            var index: Int32?
+            if let device = route.device {
+                if let known = indices[device] { index = known } else {
+                    let resolved = try self.index(of: device, for: operation)
+                    indices[device] = resolved
+                    index = resolved
+                }
+            }
+            messages.append(route.message(type, flags: flags, deviceIndex: index))
+        }
+        return try batch(messages) { "\(verb) route \(routes[$0])" }
+    }
+}
+
+extension Array where Element == NetlinkError? {
+    /// Throws the first error of a batch, if any.
+    public func throwFirst() throws(NetlinkError) {
+        for case let error? in self { throw error }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Namespace
+import Netlink
+import Synchronization
+import Testing
+
+/// Integration tests need root (CAP_SYS_ADMIN for namespaces, CAP_NET_ADMIN for everything else).
+let isRoot = getuid() == 0
+
+private let counter = Atomic<Int>(0)
+
+/// A unique namespace name for this test process: rp-t<pid>-<n>.
+func uniqueNamespaceName() -> String {
+    "rp-t\(getpid())-\(counter.add(1, ordering: .relaxed).newValue)"
+}
+
+/// Creates `count` throwaway namespaces, runs `body`, and deletes them whatever happens.
+func withNamespaces<T>(_ count: Int, _ body: ([NetworkNamespace]) throws -> T) throws -> T {
+    var made: [NetworkNamespace] = []
+    defer { for ns in made { try? ns.delete() } }
+    for _ in 0..<count { made.append(try NetworkNamespace.create(uniqueNamespaceName())) }
+    return try body(made)
+}
+
+/// Two namespaces joined by a veth pair (a in the first, b in the second), both ends up, with addresses.
+struct Pair {
+    let left: NetworkNamespace
+    let right: NetworkNamespace
+    let leftSocket: RouteSocket
+    let rightSocket: RouteSocket
+}
+
+func withPair<T>(leftAddress: String = "10.9.0.1/24", rightAddress: String = "10.9.0.2/24",
+                 _ body: (Pair) throws -> T) throws -> T {
+    try withNamespaces(2) { ns in
+        let left = try RouteSocket(namespace: ns[0]), right = try RouteSocket(namespace: ns[1])
+        try left.createVeth("a", in: ns[0], peer: "b", in: ns[1])
+        try left.setLink("a", up: true)
+        try right.setLink("b", up: true)
+        try left.setLink("lo", up: true)
+        try right.setLink("lo", up: true)
+        try left.addAddress(try IPPrefix(parsing: leftAddress), to: "a")
+        try right.addAddress(try IPPrefix(parsing: rightAddress), to: "b")
+        return try body(Pair(left: ns[0], right: ns[1], leftSocket: left, rightSocket: right))
+    }
+}
+
+struct CommandFailed: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs a program (argument vector, no shell) and returns its standard output.
+@discardableResult
+func run(_ arguments: [String], allowFailure: Bool = false) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    if process.terminationStatus != 0 && !allowFailure {
+        throw CommandFailed(description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus): "
+                            + String(decoding: errors, as: UTF8.self))
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// `ip -n NS -j ARGS…`, parsed: iproute2 is the oracle.
+func ipJSON(_ ns: NetworkNamespace, _ arguments: String...) throws -> [[String: Any]] {
+    let text = try run(["ip", "-n", ns.name ?? "", "-j"] + arguments)
+    guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return [] }
+    let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
+    return value as? [[String: Any]] ?? []
+}
+
+/// `ip -n NS ARGS…` (for setting up state by hand, as a user would).
+func ip(_ ns: NetworkNamespace, _ arguments: String...) throws {
+    try run(["ip", "-n", ns.name ?? ""] + arguments)
+}
