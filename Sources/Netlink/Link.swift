@@ -130,7 +130,7 @@ extension RouteSocket {
     /// Creates a veth pair with each end made directly in its namespace (IFLA_NET_NS_FD on the link and on the
     /// peer), so no end ever appears anywhere else, whichever namespace this socket lives in.
     public func createVeth(_ name: String, in namespace: NetworkNamespace, peer: String, in peerNamespace: NetworkNamespace,
-                           mtu: UInt32? = nil, alias: String? = nil) throws(NetlinkError) {
+                           mtu: UInt32? = nil) throws(NetlinkError) {
         let operation = "add link \(name) netns \(namespace) type veth peer name \(peer) netns \(peerNamespace)"
         for candidate in [name, peer] {
             if let problem = Link.validate(name: candidate) { throw .invalidRequest(operation: operation, reason: problem) }
@@ -149,7 +149,6 @@ extension RouteSocket {
         message.append(attribute: UInt16(IFLA_IFNAME), string: name)
         message.append(attribute: UInt16(IFLA_NET_NS_FD), u32: UInt32(fd))
         if let mtu { message.append(attribute: UInt16(IFLA_MTU), u32: mtu) }
-        if let alias { message.append(attribute: UInt16(IFLA_IFALIAS), string: alias) }
         message.nest(UInt16(IFLA_LINKINFO)) { info in
             info.append(attribute: UInt16(IFLA_INFO_KIND), string: "veth")
             info.nest(UInt16(IFLA_INFO_DATA)) { data in
@@ -160,7 +159,6 @@ extension RouteSocket {
                     peerInfo.append(attribute: UInt16(IFLA_IFNAME), string: peer)
                     peerInfo.append(attribute: UInt16(IFLA_NET_NS_FD), u32: UInt32(peerFD))
                     if let mtu { peerInfo.append(attribute: UInt16(IFLA_MTU), u32: mtu) }
-                    if let alias { peerInfo.append(attribute: UInt16(IFLA_IFALIAS), string: alias) }
                 }
             }
         }
@@ -168,12 +166,11 @@ extension RouteSocket {
     }
 
     /// Creates a bridge in this socket's namespace.
-    public func createBridge(_ name: String, alias: String? = nil) throws(NetlinkError) {
+    public func createBridge(_ name: String) throws(NetlinkError) {
         let operation = "add link \(name) type bridge"
         if let problem = Link.validate(name: name) { throw .invalidRequest(operation: operation, reason: problem) }
         var message = Self.linkMessage(Int32(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL)
         message.append(attribute: UInt16(IFLA_IFNAME), string: name)
-        if let alias { message.append(attribute: UInt16(IFLA_IFALIAS), string: alias) }
         message.nest(UInt16(IFLA_LINKINFO)) { info in
             info.append(attribute: UInt16(IFLA_INFO_KIND), string: "bridge")
         }
@@ -198,6 +195,18 @@ extension RouteSocket {
         guard mtu >= 68 else { throw .invalidRequest(operation: operation, reason: "MTU \(mtu) is below the minimum of 68") }
         var message = Self.linkMessage(Int32(RTM_NEWLINK), index: try index(of: name, for: operation))
         message.append(attribute: UInt16(IFLA_MTU), u32: mtu)
+        try request(message, operation: operation)
+    }
+
+    /// `ip link set NAME alias TEXT`: free text the kernel keeps with the interface (an ownership marker).
+    /// The kernel ignores an alias given at creation, so it is set afterwards.
+    public func setAlias(_ name: String, _ alias: String) throws(NetlinkError) {
+        let operation = "set link \(name) alias \(alias)"
+        guard alias.utf8.count < 256, !alias.utf8.contains(0) else {
+            throw .invalidRequest(operation: operation, reason: "an alias is at most 255 bytes, without NUL")
+        }
+        var message = Self.linkMessage(Int32(RTM_NEWLINK), index: try index(of: name, for: operation))
+        message.append(attribute: UInt16(IFLA_IFALIAS), string: alias)
         try request(message, operation: operation)
     }
 

@@ -68,6 +68,7 @@ extension RouteSocket {
         header.rtm_family = family.rawValue
         header.rtm_dst_len = UInt8(family.bitLength)
         header.rtm_src_len = query.source == nil ? 0 : UInt8(family.bitLength)
+        header.rtm_flags = UInt32(RTM_F_LOOKUP_TABLE)  // report the table the route came from, not main
         message.append(header: header)
         message.append(attribute: UInt16(RTA_DST.rawValue), address: query.destination)
         if let source = query.source { message.append(attribute: UInt16(RTA_SRC.rawValue), address: source) }
@@ -80,8 +81,7 @@ extension RouteSocket {
         if let mark = query.mark { message.append(attribute: UInt16(RTA_MARK.rawValue), u32: mark) }
 
         let replies = try request(message, operation: operation)
-        var names: [Int32: String] = [:]
-        var decision: RouteDecision?
+        var decision: (RouteDecision, Int32?, Int32?)?
         do throws(WireError) {
             for reply in replies where reply.type == UInt16(RTM_NEWROUTE) {
                 let reader = PayloadReader(reply.payload)
@@ -99,21 +99,19 @@ extension RouteSocket {
                     default: break
                     }
                 }
-                if oif != nil || iif != nil { names = try linkNamesOrEmpty() }
-                result.device = oif.map { names[$0] ?? "if\($0)" }
-                result.inputInterface = iif.map { names[$0] ?? "if\($0)" }
-                decision = result
+                decision = (result, oif, iif)
             }
         } catch {
             throw .protocolViolation(operation: operation, reason: "malformed reply: \(error)")
         }
-        guard let decision else {
+        guard var (result, oif, iif) = decision else {
             throw .protocolViolation(operation: operation, reason: "the kernel answered without a route")
         }
-        return decision
-    }
-
-    private func linkNamesOrEmpty() throws(WireError) -> [Int32: String] {
-        (try? linkNames()) ?? [:]
+        if oif != nil || iif != nil {
+            let names = try linkNames()
+            result.device = oif.map { names[$0] ?? "if\($0)" }
+            result.inputInterface = iif.map { names[$0] ?? "if\($0)" }
+        }
+        return result
     }
 }

@@ -61,7 +61,8 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
     public var description: String { ipArguments.joined(separator: " ") }
 
     /// Problems the kernel would refuse, or that would silently do something else, found before sending.
-    public func validate() -> String? {
+    /// A route to delete may leave gateway and device out (they then match any).
+    public func validate(deleting: Bool = false) -> String? {
         if table == RouteTable.unspecified { return "table 0 is not a routing table (RT_TABLE_UNSPEC)" }
         if !destination.isCanonical {
             return "\(destination.cidr) has host bits set (did you mean \(destination.network.cidr)?)"
@@ -75,7 +76,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         case .blackhole, .unreachable, .prohibit, .throw:
             if gateway != nil || device != nil { return "a \(type) route takes no gateway or device" }
         case .unicast:
-            if gateway == nil && device == nil { return "a unicast route needs a gateway or a device" }
+            if gateway == nil && device == nil && !deleting { return "a unicast route needs a gateway or a device" }
         default: break
         }
         if onlink && gateway == nil { return "onlink needs a gateway" }
@@ -188,7 +189,7 @@ extension RouteSocket {
         messages.reserveCapacity(routes.count)
         for route in routes {
             let operation = "\(verb) route \(route)"
-            if let problem = route.validate() { throw .invalidRequest(operation: operation, reason: problem) }
+            if let problem = route.validate(deleting: type == Int32(RTM_DELROUTE)) { throw .invalidRequest(operation: operation, reason: problem) }
             var index: Int32?
             if let device = route.device {
                 if let known = indices[device] { index = known } else {

@@ -81,3 +81,16 @@ func ipJSON(_ ns: NetworkNamespace, _ arguments: String...) throws -> [[String: 
 func ip(_ ns: NetworkNamespace, _ arguments: String...) throws {
     try run(["ip", "-n", ns.name ?? ""] + arguments)
 }
+
+/// The error `body` throws, or nil when it succeeds.
+func netlinkError(_ body: () throws -> Void) -> NetlinkError? {
+    do {
+        try body()
+        return nil
+    } catch let error as NetlinkError {
+        return error
+    } catch {
+        Issue.record("expected a NetlinkError, got \(error)")
+        return nil
+    }
+}
