@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "Netlink", "Namespace",
+                "CLinux", "Netlink", "Namespace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

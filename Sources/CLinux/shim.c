@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include "CLinux.h"
 
 int clinux_setns(int fd, int nstype) { return setns(fd, nstype); }
@@ -13,3 +14,4 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
     return mount(source, target, fstype, flags, data);
 }
 int clinux_umount2(const char *target, int flags) { return umount2(target, flags); }
+int clinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }

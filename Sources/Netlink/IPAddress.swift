@@ -152,6 +152,11 @@ public struct IPPrefix: Sendable, Hashable, Comparable, CustomStringConvertible 
         try self.init(address, length: length)
     }
 
+    /// 0.0.0.0/0 or ::/0.
+    public static func defaultRoute(_ family: AddressFamily) -> IPPrefix {
+        IPPrefix(unchecked: family == .inet6 ? .v6(0, 0) : .v4(0), length: 0)
+    }
+
     public var family: AddressFamily { address.family }
     public var isHost: Bool { length == family.bitLength }
     public var isDefault: Bool { length == 0 }

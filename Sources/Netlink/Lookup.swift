@@ -104,7 +104,7 @@ extension RouteSocket {
         } catch {
             throw .protocolViolation(operation: operation, reason: "malformed reply: \(error)")
         }
-        guard var (result, oif, iif) = decision else {
+        guard case (var result, let oif, let iif)? = decision else {
             throw .protocolViolation(operation: operation, reason: "the kernel answered without a route")
         }
         if oif != nil || iif != nil {

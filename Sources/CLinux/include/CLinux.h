@@ -30,5 +30,6 @@ pid_t clinux_gettid(void);
 int clinux_mount(const char *source, const char *target, const char *fstype,
                  unsigned long flags, const void *data);
 int clinux_umount2(const char *target, int flags);
+int clinux_pipe2(int fds[2], int flags);
 
 #endif

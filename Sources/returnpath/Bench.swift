@@ -1,0 +1,7 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure returnpath against the obvious alternative, in throwaway namespaces.",
+        subcommands: [BenchNetlink.self])
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct ReturnPath: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "returnpath",
+        abstract: "Find and fix asymmetric return traffic on multi-homed Linux nodes.",
+        discussion: """
+            returnpath builds labs of network namespaces, probes which interface a service's replies leave by, \
+            and fixes return traffic with policy routing it owns.
+            """,
+        version: "0.1.0",
+        subcommands: [Bench.self])
+
+    /// ArgumentParser exits 64 (EX_USAGE) on bad usage; returnpath's contract is 2, like ip and nft.
+    static func main() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["RETURNPATH_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .notice
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// A failure the user must see: printed as "returnpath: MESSAGE", exits with `code`.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32 = 1
+}
+
+/// Prints an error the way ip does ("returnpath: …") and exits with its code: 2 for bad input, 1 otherwise.
+func fail(_ message: String, code: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("returnpath: \(message)\n".utf8))
+    return ExitCode(code)
+}

@@ -1,0 +1,21 @@
+# Sourced by scripts/demo and scripts/test: installs the Debian packages returnpath needs, when missing.
+# iproute2 (the test oracle and ip -batch baseline), nftables and libnftables-dev (apply: mark/ingress),
+# libpcap-dev and tcpdump (probe), as root or through sudo.
+ensure_packages() {
+    local wanted=(iproute2 nftables libnftables-dev libpcap-dev tcpdump)
+    local missing=()
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "installing: ${missing[*]}" >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# returnpath needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces; re-run through sudo when not root.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
