@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Kernel headers and the few libc calls Swift's Glibc module does not expose.
@@ -32,19 +33,29 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Labs: topology files, building them in namespaces, their services and state.
+        .target(
+            name: "Lab",
+            dependencies: [
+                "CLinux", "Netlink", "Namespace",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace",
+                "CLinux", "Netlink", "Namespace", "Lab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "Netlink"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Netlink", "Namespace",
+                "Netlink", "Namespace", "Lab",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -51,7 +51,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         if let device { args += ["dev", device] }
         if table != RouteTable.main { args += ["table", RouteTable.name(table)] }
         args += ["proto", proto.description]
-        if let scope { args += ["scope", scope.description] }
+        if let scope, scope != .universe { args += ["scope", scope.description] }
         if let preferredSource { args += ["src", preferredSource.description] }
         if let metric { args += ["metric", String(metric)] }
         if onlink { args.append("onlink") }

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import Namespace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,29 +21,20 @@ struct ProgramRun {
               input == nil || clinux_pipe2(&inPipe, O_CLOEXEC) == 0 else {
             throw Failure(description: "pipe: \(String(cString: strerror(errno)))")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if input != nil {
-            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let pid: pid_t
+        do {
+            pid = try NetworkNamespace.current.spawn([path] + arguments.dropFirst(), descriptors: [
+                ChildDescriptor(input == nil ? nil : inPipe[0], as: 0),
+                ChildDescriptor(outPipe[1], as: 1),
+                ChildDescriptor(errPipe[1], as: 2),
+            ])
+        } catch {
+            for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
+            throw Failure(description: error.description)
         }
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
         close(outPipe[1])
         close(errPipe[1])
         if input != nil { close(inPipe[0]) }
-        guard rc == 0 else {
-            close(outPipe[0]); close(errPipe[0])
-            if input != nil { close(inPipe[1]) }
-            throw Failure(description: "cannot run \(program): \(String(cString: strerror(rc)))")
-        }
         if let input {
             let bytes = Array(input.utf8)
             var offset = 0
@@ -54,10 +46,7 @@ struct ProgramRun {
             close(inPipe[1])
         }
         let (output, errors) = drain(outPipe[0], errPipe[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ProgramRun(status: code, output: String(decoding: output, as: UTF8.self),
+        return ProgramRun(status: waitForExit(pid), output: String(decoding: output, as: UTF8.self),
                           errors: String(decoding: errors, as: UTF8.self))
     }
 

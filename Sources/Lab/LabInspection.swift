@@ -1,0 +1,92 @@
+import Namespace
+import Netlink
+
+/// What a lab looks like right now, read back from the kernel (for `lab status`).
+public struct LabInspection: Sendable, Codable {
+    public struct InterfaceInfo: Sendable, Codable {
+        public var name: String
+        public var up: Bool
+        public var addresses: [String]
+    }
+
+    public struct HostInfo: Sendable, Codable {
+        public var name: String
+        public var role: String
+        public var namespace: String
+        public var exists: Bool
+        public var interfaces: [InterfaceInfo]
+        public var routes: [String]
+    }
+
+    public struct ServiceInfo: Sendable, Codable {
+        public var host: String
+        public var address: String
+        public var port: UInt16
+        public var reply: String
+        public var answers: Bool
+        /// What a connection got: the reply line, "refused", "timeout" or an error.
+        public var answer: String
+    }
+
+    public var name: String
+    public var source: String
+    public var complete: Bool
+    public var hosts: [HostInfo]
+    public var services: [ServiceInfo]
+
+    /// Reads every host's links, addresses and routes, and connects to every service from its own host.
+    public static func inspect(lab: String, state: LabState, topology: Topology) -> LabInspection {
+        var hosts: [HostInfo] = []
+        for host in topology.hosts {
+            let name = Topology.namespaceName(lab: lab, host: host.name)
+            var info = HostInfo(name: host.name, role: host.role.rawValue, namespace: name, exists: false, interfaces: [], routes: [])
+            if let ns = try? NetworkNamespace(named: name), ns.exists, let socket = try? RouteSocket(namespace: ns),
+               let links = try? socket.links(), let addresses = try? socket.addresses(), let routes = try? socket.routes() {
+                info.exists = true
+                info.interfaces = links.map { link in
+                    InterfaceInfo(name: link.name, up: link.isUp,
+                                  addresses: addresses.filter { $0.interface == link.name && $0.scope != .link
+                                                                && !$0.prefix.address.isLoopback }.map(\.prefix.cidr))
+                }
+                info.routes = routes.filter { $0.table != RouteTable.local && $0.family == .inet
+                                              || ($0.family == .inet6 && $0.proto == LabManager.routeProtocol) }
+                    .map { route in
+                        var text = route.description
+                        if route.proto == .kernel { text = text.replacingOccurrences(of: " proto kernel", with: "") }
+                        return text
+                    }
+            }
+            hosts.append(info)
+        }
+        let services = state.services.map { entry -> ServiceInfo in
+            var info = ServiceInfo(host: entry.host, address: entry.address, port: entry.port, reply: entry.reply,
+                                   answers: false, answer: "")
+            guard let address = IPAddress(entry.address), let ns = try? NetworkNamespace(named: entry.namespace), ns.exists else {
+                info.answer = "namespace missing"
+                return info
+            }
+            switch fetchLine(in: ns, to: address, port: entry.port, timeoutMilliseconds: 1000) {
+            case .replied(let line):
+                info.answer = line
+                info.answers = line == entry.reply
+            case .refused: info.answer = "refused"
+            case .timedOut: info.answer = "timeout"
+            case .failed(let why): info.answer = why
+            }
+            return info
+        }
+        return LabInspection(name: lab, source: state.source, complete: state.complete, hosts: hosts, services: services)
+    }
+}
+
+extension String {
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        var result = ""
+        var rest = self[...]
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound] + replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Namespace
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a lab owns, kept under /run/returnpath/labs/<name>.json so that `lab down` works after `lab up` was killed
+/// at any point and after the topology file is gone. Namespaces are recorded *before* they are created.
+public struct LabState: Codable, Sendable, Equatable {
+    public struct ServiceEntry: Codable, Sendable, Equatable {
+        public var host: String
+        public var namespace: String
+        public var address: String
+        public var port: UInt16
+        public var reply: String
+    }
+
+    public var name: String
+    /// Every namespace the lab owns or was about to create.
+    public var namespaces: [String]
+    /// The service process (`returnpath lab serve`), when running.
+    public var servicePID: Int32?
+    public var services: [ServiceEntry]
+    /// Where the topology came from (a path, or the built-in seed).
+    public var source: String
+    /// The topology text the lab was built from, so status and graph need no file.
+    public var topology: String
+    /// False while `lab up` is still running (or was killed).
+    public var complete: Bool
+}
+
+/// The directory of lab state files and their locks.
+public struct LabStore: Sendable {
+    public let directory: String
+
+    public static let defaultDirectory = "/run/returnpath/labs"
+
+    public init(directory: String = LabStore.defaultDirectory) { self.directory = directory }
+
+    func path(_ name: String) -> String { "\(directory)/\(name).json" }
+
+    public func load(_ name: String) -> LabState? {
+        guard let data = FileManager.default.contents(atPath: path(name)) else { return nil }
+        return try? JSONDecoder().decode(LabState.self, from: data)
+    }
+
+    /// Writes atomically (temporary file, then rename): a kill never leaves half a state file.
+    public func save(_ state: LabState) throws(LabError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(state).write(to: URL(fileURLWithPath: path(state.name)), options: .atomic)
+        } catch {
+            throw LabError(lab: state.name, step: "save state to \(path(state.name))", host: nil, reason: "\(error)")
+        }
+    }
+
+    /// Removes the lab's state file and the service log.
+    public func remove(_ name: String) {
+        try? FileManager.default.removeItem(atPath: path(name))
+        try? FileManager.default.removeItem(atPath: logPath(name))
+    }
+
+    /// Standard error of the lab's service process.
+    public func logPath(_ name: String) -> String { "\(directory)/\(name).log" }
+
+    /// Names of all labs with a state file.
+    public func labs() -> [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    /// Holds an exclusive lock (flock on the state directory itself) while `body` runs: `up` and `down` never
+    /// interleave, and no lock file is left behind.
+    public func locked<T>(_ name: String, _ body: () throws(LabError) -> T) throws(LabError) -> T {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw LabError(lab: name, step: "create \(directory)", host: nil, reason: "\(error)")
+        }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LabError(lab: name, step: "lock \(directory)", host: nil, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR {
+                throw LabError(lab: name, step: "lock \(directory)", host: nil, reason: String(cString: strerror(errno)))
+            }
+        }
+        return try body()
+    }
+}
+
+/// A lab operation that failed: which lab, which step, on which host, and why (the kernel's words).
+public struct LabError: Error, CustomStringConvertible, Sendable {
+    public var lab: String
+    public var step: String
+    public var host: String?
+    public var reason: String
+
+    public init(lab: String, step: String, host: String?, reason: String) {
+        self.lab = lab
+        self.step = step
+        self.host = host
+        self.reason = reason
+    }
+
+    public var description: String {
+        "lab \(lab): \(step)" + (host.map { " on host \($0)" } ?? "") + ": \(reason)"
+    }
+}

@@ -1,0 +1,102 @@
+import Netlink
+
+/// A lab: networks, hosts (each a network namespace), their interfaces, routes, sysctls and services. Built from a
+/// topology file; the seed lab is a built-in one. Names and order are as the file gives them.
+public struct Topology: Sendable, Equatable {
+    public var name: String
+    public var networks: [Network]
+    public var hosts: [Host]
+    /// Flows the file lists; when empty, `defaultFlows` applies.
+    public var flows: [Flow]
+
+    public struct Network: Sendable, Equatable {
+        public var name: String
+        public var subnet: IPPrefix
+    }
+
+    public enum Role: String, Sendable, Equatable {
+        case host, client
+    }
+
+    public struct Host: Sendable, Equatable {
+        public var name: String
+        public var role: Role
+        public var interfaces: [Interface]
+        public var routes: [RouteSpec]
+        public var sysctls: [Sysctl]
+        public var services: [Service]
+
+        public func interface(_ name: String) -> Interface? { interfaces.first { $0.name == name } }
+        /// Every address of the host (all interfaces, lo included).
+        public var addresses: [IPAddress] { interfaces.flatMap { $0.addresses.map(\.address) } }
+    }
+
+    public struct Interface: Sendable, Equatable {
+        public var name: String
+        /// nil for lo (and only lo).
+        public var network: String?
+        public var addresses: [IPPrefix]
+        public var mtu: UInt32?
+        public var isLoopback: Bool { name == "lo" }
+    }
+
+    public struct RouteSpec: Sendable, Equatable {
+        public var destination: IPPrefix
+        public var gateway: IPAddress?
+        public var device: String?
+        public var table: UInt32?
+        public var metric: UInt32?
+        public var source: IPAddress?
+    }
+
+    public struct Sysctl: Sendable, Equatable {
+        public var key: String
+        public var value: String
+    }
+
+    public struct Service: Sendable, Equatable, CustomStringConvertible {
+        public var address: IPAddress
+        public var port: UInt16
+        public var reply: String
+        public var endpoint: String { address.family == .inet6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
+        public var description: String { endpoint }
+    }
+
+    public struct Flow: Sendable, Equatable {
+        public var source: String
+        public var address: IPAddress
+        public var port: UInt16
+    }
+
+    public func host(_ name: String) -> Host? { hosts.first { $0.name == name } }
+    public func network(_ name: String) -> Network? { networks.first { $0.name == name } }
+
+    /// (host, interface) pairs attached to a network, in file order.
+    public func members(of network: String) -> [(host: Host, interface: Interface)] {
+        hosts.flatMap { host in host.interfaces.filter { $0.network == network }.map { (host, $0) } }
+    }
+
+    /// The host that owns an address (a service's host, for a flow's destination).
+    public func owner(of address: IPAddress) -> Host? { hosts.first { $0.addresses.contains(address) } }
+
+    /// Every service, with its host.
+    public var services: [(host: Host, service: Service)] {
+        hosts.flatMap { host in host.services.map { (host, $0) } }
+    }
+
+    /// The file's flows, or else every client to every service it has a route to (seed: client1 → svc1,
+    /// client2 → svc2).
+    public var defaultFlows: [Flow] {
+        if !flows.isEmpty { return flows }
+        return hosts.filter { $0.role == .client }.flatMap { client in
+            services.filter { entry in
+                client.routes.contains { $0.destination.contains(entry.service.address) }
+            }.map { Flow(source: client.name, address: $0.service.address, port: $0.service.port) }
+        }
+    }
+
+    /// The namespace of a host in lab `lab`: rp-<lab>-<host>, as `ip netns` shows it.
+    public static func namespaceName(lab: String, host: String) -> String { "rp-\(lab)-\(host)" }
+    /// The namespace holding the bridges of networks with more than two members.
+    public static func switchNamespaceName(lab: String) -> String { "rp-\(lab)-_switch" }
+}

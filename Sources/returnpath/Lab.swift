@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Lab
+import Namespace
+
+struct LabCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab",
+        abstract: "Build a topology (the seed's by default) in network namespaces, and take it down.",
+        subcommands: [LabUp.self, LabDown.self, LabStatus.self, LabGraph.self, LabExec.self, LabServe.self])
+}
+
+/// Shared by the lab commands.
+enum LabSupport {
+    /// The lab manager, with this very binary as the service process.
+    static func manager(quiet: Bool = true) -> LabManager {
+        LabManager(serveCommand: [executablePath(), "lab", "serve", "--name"],
+                   progress: { line in if !quiet { print(line) } })
+    }
+
+    static func executablePath() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// The topology of a running lab, from its state (no file needed).
+    static func topology(of lab: String) throws -> (LabState, Topology) {
+        guard let state = LabStore().load(lab) else {
+            throw fail("lab \(lab) does not exist (see returnpath lab status)", code: 2)
+        }
+        do {
+            return (state, try TopologyFile.parse(state.topology, file: state.source))
+        } catch {
+            throw fail("lab \(lab): its recorded topology no longer parses: \(error)", code: 1)
+        }
+    }
+
+    /// Reads `-f FILE` or the built-in seed; exit 2 with file and line on any problem.
+    static func load(file: String?) throws -> (topology: Topology, text: String, source: String) {
+        do {
+            if let file {
+                let topology = try TopologyFile.load(path: file)
+                let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+                return (topology, text, URL(fileURLWithPath: file).standardizedFileURL.path)
+            }
+            return (try Seed.topology(), Seed.yaml, Seed.fileName)
+        } catch {
+            throw fail(error.description, code: 2)
+        }
+    }
+
+    static func checkName(_ name: String) throws {
+        let ok = !name.isEmpty && name.count <= 32 && name.first != "-" && name.last != "-"
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        guard ok else {
+            throw fail("lab name \"\(name)\" must be 1-32 lower-case letters, digits and dashes", code: 2)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Lab
+import Namespace
+
+struct LabDown: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Remove the lab's namespaces, links and services (only what the lab created).")
+
+    @Option(name: .long, help: "Lab name.")
+    var name = "seed"
+
+    func run() throws {
+        try LabSupport.checkName(name)
+        let report: LabManager.DownReport
+        do { report = try LabSupport.manager().down(name: name) } catch { throw fail(error.description, code: 1) }
+        for foreign in report.leftAlone {
+            print("left alone: namespace \(foreign) is not part of lab \(name)")
+        }
+        guard report.existed else {
+            print("lab \(name) does not exist")
+            return
+        }
+        print("lab \(name) is down: removed \(report.removedNamespaces.count) namespaces"
+              + (report.stoppedServices ? " and its services" : ""))
+    }
+}

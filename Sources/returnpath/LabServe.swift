@@ -1,0 +1,16 @@
+import ArgumentParser
+import Foundation
+import Lab
+import Namespace
+
+struct LabServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Serve a lab's services (started by lab up).", shouldDisplay: false)
+
+    @Option(name: .long) var name: String
+
+    func run() throws {
+        guard let state = LabStore().load(name) else { throw fail("lab \(name) has no state", code: 1) }
+        ServiceServer.run(state.services, readyFD: 3)
+    }
+}

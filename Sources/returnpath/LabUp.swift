@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Lab
+import Namespace
+
+struct LabUp: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Build the lab, or make a running one match its topology again.",
+        discussion: "Hosts become namespaces rp-<NAME>-<host>, visible to ip netns. Returns when every service answers.")
+
+    @Option(name: .shortAndLong, help: "Topology file (YAML). Default: the built-in seed topology.")
+    var file: String?
+
+    @Option(name: .long, help: "Lab name. Default: the topology's name (seed).")
+    var name: String?
+
+    @Flag(name: .shortAndLong, help: "No progress lines.")
+    var quiet = false
+
+    func run() throws {
+        let (topology, text, source) = try LabSupport.load(file: file)
+        let lab = name ?? topology.name
+        try LabSupport.checkName(lab)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let report: LabManager.UpReport
+        do {
+            report = try LabSupport.manager(quiet: quiet).up(topology, name: lab, source: source, text: text)
+        } catch {
+            throw fail(error.description, code: 1)
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let hosts = topology.hosts.map(\.name).joined(separator: ", ")
+        print(String(format: "lab %@ is up in %.3f s: %d hosts (%@), %d links, %d services answering",
+                     lab, elapsed, topology.hosts.count, hosts, report.links, report.services))
+        if !quiet && !report.reusedNamespaces.isEmpty {
+            print("converged: \(report.reusedNamespaces.count) namespaces were already there")
+        }
+    }
+}
