@@ -38,17 +38,27 @@ public enum TopologyFile {
         } catch let error as TopologyError {
             throw error
         } catch let error as YamlError {
-            throw TopologyError(file: file, line: Self.line(of: error), message: "malformed YAML: \(Self.problem(of: error))")
+            throw TopologyError(file: file, line: Self.line(of: error, in: text), message: "malformed YAML: \(Self.problem(of: error))")
         } catch {
             throw TopologyError(file: file, line: nil, message: "malformed YAML: \(error)")
         }
         return try Parser(file: file).topology(root)
     }
 
-    static func line(of error: YamlError) -> Int? {
+    /// The line of a YAML error (Yams counts from 1). For a duplicate key: the line of its second occurrence.
+    static func line(of error: YamlError, in text: String) -> Int? {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
-        case .duplicatedKeysInMapping(_, let context): return context.mark.line
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            if let key = duplicates.first {
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                let hits = lines.indices.filter { index in
+                    let stripped = lines[index].drop { $0 == " " || $0 == "-" }
+                    return stripped.hasPrefix(key + ":") || stripped.hasPrefix("\"\(key)\":")
+                }
+                if hits.count >= 2 { return hits[1] + 1 }
+            }
+            return context.mark.line
         default: return nil
         }
     }

@@ -1,0 +1,88 @@
+import Foundation
+@testable import Lab
+import Netlink
+import Testing
+
+struct TopologyFileTests {
+    @Test func seedParsesToTheSharedNotesTable() throws {
+        let seed = try Seed.topology()
+        #expect(seed.name == "seed")
+        #expect(seed.hosts.map(\.name) == ["node", "gateway", "router", "client1", "client2"])
+        #expect(seed.networks.map(\.subnet.cidr) == ["10.111.220.0/24", "10.111.221.0/24", "10.111.222.0/24",
+                                                    "10.111.223.0/24", "10.111.224.0/24"])
+        let node = try #require(seed.host("node"))
+        #expect(node.interface("eth1")?.addresses.map(\.cidr) == ["10.111.221.11/24"])
+        #expect(node.interface("lo")?.addresses.map(\.cidr) == ["192.168.1.1/32", "192.168.2.1/32"])
+        #expect(node.services.map(\.reply) == ["svc1", "svc2"])
+        #expect(seed.host("router")?.sysctls == [.init(key: "net.ipv4.ip_forward", value: "1")])
+        // Default flows: each client to each service it has a route to.
+        #expect(seed.defaultFlows.map { "\($0.source)>\($0.address):\($0.port)" }
+                == ["client1>192.168.1.1:3000", "client2>192.168.2.1:3000"])
+    }
+
+    @Test func docsSeedIsTheBuiltInSeed() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/seed.yaml")
+        #expect(try String(contentsOf: docs, encoding: .utf8) == Seed.yaml)
+    }
+
+    /// Each broken file must be refused with the right line and a message naming the problem.
+    @Test(arguments: [
+        ("unknown key", "  node:\n    interfaces:\n      eth0: {network: a, adress: 10.0.0.1}\n", 9, "unknown key \"adress\""),
+        ("malformed address", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.300}\n", 9, "not an IP address"),
+        ("address outside network", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.9.0.1}\n", 9, "is not in network a"),
+        ("no network", "  node:\n    interfaces:\n      eth0: {address: 10.0.0.1}\n", 9, "is on no network"),
+        ("unknown network", "  node:\n    interfaces:\n      eth0: {network: zz, address: 10.0.0.1}\n", 9, "unknown network \"zz\""),
+        ("name too long", "  node:\n    interfaces:\n      averyveryverylongname: {network: a, address: 10.0.0.1}\n", 9, "longer than 15 bytes"),
+        ("gateway not connected", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: 10.5.0.1}\n", 11, "not on a network"),
+        ("gateway is itself", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: 10.0.0.1}\n", 11, "address of host node itself"),
+        ("duplicate address", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.2}\n", 9, "already used by interface eth0 of host peer"),
+        ("duplicate host", "  peer:\n    interfaces:\n      eth1: {network: a, address: 10.0.0.1}\n", 7, "duplicate key \"peer\""),
+        ("bad host name", "  Node_1:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n", 7, "lower-case letters"),
+        ("service not local", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    services:\n      - {address: 10.0.0.9, port: 80}\n", 11, "not an address of host node"),
+        ("port out of range", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    services:\n      - {address: 10.0.0.1, port: 70000}\n", 11, "not a number in 1-65535"),
+        ("malformed yaml", "  node:\n    interfaces: [\n", 9, "malformed YAML"),
+        ("route host bits", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: 10.7.0.1/16, via: 10.0.0.2}\n", 11, "host bits"),
+    ])
+    func brokenFilesAreRefusedWithTheirLine(name: String, hosts: String, line: Int, message: String) throws {
+        let text = """
+            networks:
+              a: {subnet: 10.0.0.0/24}
+            hosts:
+              peer:
+                interfaces:
+                  eth0: {network: a, address: 10.0.0.2}
+
+            """ + hosts
+        do {
+            _ = try TopologyFile.parse(text, file: "t.yaml")
+            Issue.record("\(name): accepted")
+        } catch {
+            #expect(error.file == "t.yaml", "\(name)")
+            #expect(error.line == line, "\(name): \(error)")
+            #expect(error.message.contains(message), "\(name): \(error)")
+        }
+    }
+
+    @Test func networksNeedTwoMembersAndDistinctSubnets() {
+        #expect(throws: TopologyError.self) {
+            try TopologyFile.parse("networks:\n  a: {subnet: 10.0.0.0/24}\nhosts:\n  h:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n", file: "x")
+        }
+        #expect(throws: TopologyError.self) {
+            try TopologyFile.parse("networks:\n  a: {subnet: 10.0.0.0/24}\n  b: {subnet: 10.0.0.0/16}\nhosts: {}\n", file: "x")
+        }
+    }
+
+    @Test func graphsNameEveryHostAndNetwork() throws {
+        let seed = try Seed.topology()
+        for format in TopologyGraph.Format.allCases {
+            let picture = TopologyGraph.render(seed, format: format)
+            for host in seed.hosts { #expect(picture.contains(host.name), "\(format) lacks \(host.name)") }
+            for network in seed.networks { #expect(picture.contains(network.name), "\(format) lacks \(network.name)") }
+        }
+        let ascii = TopologyGraph.render(seed, format: .ascii)
+        #expect(ascii.contains("node:eth1 ⟷ router:eth1"))
+        #expect(ascii.contains("service 192.168.1.1:3000 → \"svc1\""))
+        #expect(TopologyGraph.render(seed, format: .dot).hasPrefix("graph \"seed\" {"))
+    }
+}
