@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include "CLinux.h"
 
 int clinux_setns(int fd, int nstype) { return setns(fd, nstype); }
@@ -15,3 +16,6 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
 }
 int clinux_umount2(const char *target, int flags) { return umount2(target, flags); }
 int clinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}

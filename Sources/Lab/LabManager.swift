@@ -69,12 +69,22 @@ public final class LabManager: Sendable {
         var created: [NetworkNamespace] = []
         var spawnedPID: pid_t?
         var sockets: [String: RouteSocket] = [:]   // by host name (and the switch)
+        /// "host/interface" → ifindex: 100 + position, host interfaces first, then switch ports.
+        let indices: [String: Int32]
 
         init(lab: String, topology: Topology, manager: LabManager) {
             self.lab = lab
             self.topology = topology
             self.manager = manager
+            var keys = topology.hosts.flatMap { host in host.interfaces.filter { !$0.isLoopback }.map { "\(host.name)/\($0.name)" } }
+            for (n, network) in topology.networks.enumerated() where topology.members(of: network.name).count > 2 {
+                keys += topology.members(of: network.name).indices.map { "_switch/\(Run.switchPort(n, $0))" }
+            }
+            indices = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Int32(100 + $0)) })
         }
+
+        /// The switch end of member `member` of network number `network`.
+        static func switchPort(_ network: Int, _ member: Int) -> String { "n\(network)m\(member)" }
 
         func fail(_ step: String, _ host: String?, _ error: any Error) -> LabError {
             if let error = error as? LabError { return error }
@@ -117,6 +127,11 @@ public final class LabManager: Sendable {
                 do {
                     let socket = try RouteSocket(namespace: ns)
                     try socket.setAlias("lo", LabManager.marker(lab))
+                    // Lab addresses are usable at once: no IPv6 duplicate address detection (a lab's addresses are
+                    // checked for duplicates by the topology file), so nothing changes after up returns.
+                    for key in ["net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"] {
+                        if (try? ns.readSysctl(key)) != "0" { try ns.writeSysctl(key, "0") }
+                    }
                     try socket.setLink("lo", up: true)
                     sockets[host] = socket
                 } catch { throw fail("mark namespace \(ns)", host, error) }
@@ -140,7 +155,10 @@ public final class LabManager: Sendable {
             // 5. Routes.
             report.routes = try routes()
             manager.progress("routes: \(report.routes)")
-            // 6. Services.
+            // 6. Carrier on every interface (the kernel settles it asynchronously), so that the lab does not change
+            //    after up returns.
+            try waitForCarrier()
+            // 7. Services.
             try services(&state)
             report.services = state.services.count
             if report.services > 0 { manager.progress("services: \(report.services) answering") }
@@ -186,7 +204,7 @@ public final class LabManager: Sendable {
                     } catch { throw fail("create bridge for network \(network.name)", "_switch", error) }
                     wanted["_switch", default: []].insert(bridge)
                     for (memberIndex, member) in members.enumerated() {
-                        let port = "n\(networkIndex)m\(memberIndex)"
+                        let port = Run.switchPort(networkIndex, memberIndex)
                         try pair(member.host.name, member.interface.name, "_switch", port, step: "network \(network.name)")
                         do {
                             try sw.setMaster(port, bridge)
@@ -210,6 +228,10 @@ public final class LabManager: Sendable {
             return count
         }
 
+        /// The ifindex of a lab interface: unique in the lab, so that the two ends of a veth never share an index
+        /// (see `createVeth`) and indices stay the same from one `up` to the next.
+        func interfaceIndex(_ host: String, _ name: String) -> Int32 { indices["\(host)/\(name)"] ?? 0 }
+
         /// A veth pair hostA:nameA — hostB:nameB, kept when both ends exist as veths, else (re)created.
         func pair(_ hostA: String, _ nameA: String, _ hostB: String, _ nameB: String, step: String) throws(LabError) {
             let a = try socket(hostA), b = try socket(hostB)
@@ -221,7 +243,8 @@ public final class LabManager: Sendable {
                 }
                 if endA != nil { try a.deleteLink(nameA) }
                 if try b.link(named: nameB) != nil { try b.deleteLink(nameB) }
-                try a.createVeth(nameA, in: a.namespace, peer: nameB, in: b.namespace)
+                try a.createVeth(nameA, in: a.namespace, peer: nameB, in: b.namespace,
+                                 index: interfaceIndex(hostA, nameA), peerIndex: interfaceIndex(hostB, nameB))
             } catch { throw fail("create veth \(hostA):\(nameA) — \(hostB):\(nameB) (\(step))", hostA, error) }
         }
 
@@ -252,6 +275,27 @@ public final class LabManager: Sendable {
                 catch { throw fail("bring switch ports up", "_switch", error) }
             }
             return count
+        }
+
+        /// Waits (3 s at most) until every declared interface is operationally up.
+        func waitForCarrier() throws(LabError) {
+            let deadline = monotonicMilliseconds() + 3000
+            for host in topology.hosts {
+                let socket = try socket(host.name)
+                let wanted = Set(host.interfaces.filter { !$0.isLoopback }.map(\.name))
+                while true {
+                    let down: [String]
+                    do {
+                        down = try socket.links().filter { wanted.contains($0.name) && !$0.isOperationallyUp }.map(\.name)
+                    } catch { throw fail("wait for carrier", host.name, error) }
+                    if down.isEmpty { break }
+                    guard monotonicMilliseconds() < deadline else {
+                        throw LabError(lab: lab, step: "wait for carrier", host: host.name,
+                                       reason: "\(down.joined(separator: ", ")) still without carrier after 3 s")
+                    }
+                    usleep(1000)
+                }
+            }
         }
 
         /// Exactly the declared routes, with protocol "static" (the lab's own marker for routes).

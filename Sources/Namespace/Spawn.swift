@@ -1,3 +1,4 @@
+import CLinux
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -15,8 +16,9 @@ public struct ChildDescriptor: Sendable {
 
 extension NetworkNamespace {
     /// Starts a program inside this namespace (posix_spawn from the namespace thread: the child inherits the
-    /// thread's namespace). The argument vector goes to the program as is, never through a shell. Descriptors
-    /// not listed are closed (all of ours are CLOEXEC); signal dispositions and mask are reset to the defaults.
+    /// thread's namespace). The argument vector goes to the program as is, never through a shell. Every descriptor
+    /// not listed is closed in the child, even ones a library left without CLOEXEC (a leaked pipe would keep a
+    /// caller waiting for EOF forever); signal dispositions and mask are reset to the defaults.
     /// `newSession` detaches the child from the caller's terminal and process group (setsid).
     public func spawn(_ arguments: [String], descriptors: [ChildDescriptor],
                       newSession: Bool = false) throws(NamespaceError) -> pid_t {
@@ -32,6 +34,7 @@ extension NetworkNamespace {
                     posix_spawn_file_actions_addopen(&actions, descriptor.target, "/dev/null", O_RDWR, 0)
                 }
             }
+            clinux_spawn_closefrom(&actions, (descriptors.map(\.target).max() ?? 2) + 1)
             var attributes = posix_spawnattr_t()
             posix_spawnattr_init(&attributes)
             defer { posix_spawnattr_destroy(&attributes) }

@@ -22,10 +22,14 @@ public struct Link: Sendable, Hashable {
     public var linkNetnsID: Int32?
     /// IFLA_IFALIAS: free text; returnpath uses it as an ownership marker.
     public var alias: String?
+    /// IFLA_OPERSTATE (RFC 2863): 6 is up (carrier and running), 2 down, 0 unknown (lo).
+    public var operState: UInt8 = 0
 
     public var isUp: Bool { flags & clinux_IFF_UP != 0 }
     public var isLowerUp: Bool { flags & clinux_IFF_LOWER_UP != 0 }
     public var isLoopback: Bool { flags & clinux_IFF_LOOPBACK != 0 }
+    /// Operationally up: administratively up and with carrier, as `ip link` shows "state UP".
+    public var isOperationallyUp: Bool { operState == 6 }
 
     /// The longest interface name the kernel takes (IFNAMSIZ - 1).
     public static let maximumNameLength = 15
@@ -56,6 +60,7 @@ public struct Link: Sendable, Hashable {
             case Int32(IFLA_LINK): link.peerIndex = try value.s32()
             case Int32(IFLA_LINK_NETNSID): link.linkNetnsID = try value.s32()
             case Int32(IFLA_IFALIAS): link.alias = value.string()
+            case Int32(IFLA_OPERSTATE): link.operState = try value.u8()
             case Int32(IFLA_ADDRESS):
                 link.hardwareAddress = value.map { byte in
                     let hex = String(byte, radix: 16)
@@ -129,8 +134,12 @@ extension RouteSocket {
 
     /// Creates a veth pair with each end made directly in its namespace (IFLA_NET_NS_FD on the link and on the
     /// peer), so no end ever appears anywhere else, whichever namespace this socket lives in.
+    ///
+    /// `index` and `peerIndex` choose the interfaces' ifindex (0: the kernel picks). Distinct indices matter: the
+    /// kernel treats a carrier change as urgent only when a link's index differs from its peer's, and in two fresh
+    /// namespaces both ends would get the same index — then carrier comes up to a second later.
     public func createVeth(_ name: String, in namespace: NetworkNamespace, peer: String, in peerNamespace: NetworkNamespace,
-                           mtu: UInt32? = nil) throws(NetlinkError) {
+                           mtu: UInt32? = nil, index: Int32 = 0, peerIndex: Int32 = 0) throws(NetlinkError) {
         let operation = "add link \(name) netns \(namespace) type veth peer name \(peer) netns \(peerNamespace)"
         for candidate in [name, peer] {
             if let problem = Link.validate(name: candidate) { throw .invalidRequest(operation: operation, reason: problem) }
@@ -145,7 +154,7 @@ extension RouteSocket {
         } catch { throw .namespace(error) }
         defer { close(peerFD) }
 
-        var message = Self.linkMessage(Int32(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL)
+        var message = Self.linkMessage(Int32(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL, index: index)
         message.append(attribute: UInt16(IFLA_IFNAME), string: name)
         message.append(attribute: UInt16(IFLA_NET_NS_FD), u32: UInt32(fd))
         if let mtu { message.append(attribute: UInt16(IFLA_MTU), u32: mtu) }
@@ -155,6 +164,7 @@ extension RouteSocket {
                 data.nest(UInt16(VETH_INFO_PEER)) { peerInfo in
                     var header = ifinfomsg()
                     header.ifi_family = UInt8(AF_UNSPEC)
+                    header.ifi_index = peerIndex
                     peerInfo.append(header: header)
                     peerInfo.append(attribute: UInt16(IFLA_IFNAME), string: peer)
                     peerInfo.append(attribute: UInt16(IFLA_NET_NS_FD), u32: UInt32(peerFD))

@@ -31,5 +31,8 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
                  unsigned long flags, const void *data);
 int clinux_umount2(const char *target, int flags);
 int clinux_pipe2(int fds[2], int flags);
+#include <spawn.h>
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+): close every descriptor from `from` up in the child.
+int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 
 #endif
