@@ -8,6 +8,7 @@ final class ScratchNamespaces: @unchecked Sendable {
     let prefix: String
     private let lock = NSLock()
     private var made: [NetworkNamespace] = []
+    private var extra: [@Sendable () -> Void] = []
     private var signalSources: [DispatchSourceSignal] = []
 
     init(tag: String) {
@@ -36,11 +37,17 @@ final class ScratchNamespaces: @unchecked Sendable {
         try? ns.delete()
     }
 
+    /// Also run `cleanup` when removing everything (labs to take down, processes to stop).
+    func onCleanup(_ cleanup: @escaping @Sendable () -> Void) {
+        lock.withLock { extra.append(cleanup) }
+    }
+
     func removeAll() {
-        let all = lock.withLock { () -> [NetworkNamespace] in
-            defer { made.removeAll() }
-            return made
+        let (all, cleanups) = lock.withLock { () -> ([NetworkNamespace], [@Sendable () -> Void]) in
+            defer { made.removeAll(); extra.removeAll() }
+            return (made, extra)
         }
+        for cleanup in cleanups.reversed() { cleanup() }
         for ns in all { try? ns.delete() }
     }
 
