@@ -42,20 +42,30 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // libpcap, from the system (libpcap-dev).
+        .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        // Probe: real connections from lab hosts, with packet evidence of where SYNs came in and replies went out.
+        .target(
+            name: "Probe",
+            dependencies: [
+                "CPcap", "CLinux", "Netlink", "Namespace", "Lab",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab",
+                "CLinux", "Netlink", "Namespace", "Lab", "Probe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "LabTests", dependencies: ["Lab", "Netlink"]),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "Netlink", "Probe"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Netlink", "Namespace", "Lab",
+                "Netlink", "Namespace", "Lab", "Probe",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

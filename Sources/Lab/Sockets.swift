@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A TCP socket address for an IP address and port.
-func withSocketAddress<T>(_ address: IPAddress, _ port: UInt16,
+public func withSocketAddress<T>(_ address: IPAddress, _ port: UInt16,
                           _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
     switch address {
     case .v4(let value):

@@ -40,6 +40,8 @@ public struct RouteDecision: Sendable, Hashable, CustomStringConvertible {
     public var device: String?
     public var preferredSource: IPAddress?
     public var inputInterface: String?
+    /// With `fibMatch`: the route entry that matched ("default", "10.0.0.0/8"), as `ip route get … fibmatch`.
+    public var matchedPrefix: IPPrefix?
 
     public var description: String {
         var parts: [String] = []
@@ -57,8 +59,9 @@ public struct RouteDecision: Sendable, Hashable, CustomStringConvertible {
 extension RouteSocket {
     /// The kernel's own routing decision for a packet (RTM_GETROUTE), with policy rules, marks and input
     /// interface taken into account exactly as for real traffic.
-    public func lookup(_ query: RouteQuery) throws(NetlinkError) -> RouteDecision {
-        let operation = "get route \(query)"
+    /// With `fibMatch` the kernel reports the matching FIB entry itself (its prefix), not the resulting route.
+    public func lookup(_ query: RouteQuery, fibMatch: Bool = false) throws(NetlinkError) -> RouteDecision {
+        let operation = "get route \(query)" + (fibMatch ? " fibmatch" : "")
         if let source = query.source, source.family != query.destination.family {
             throw .invalidRequest(operation: operation, reason: "source \(source) is not of the destination's family")
         }
@@ -69,6 +72,7 @@ extension RouteSocket {
         header.rtm_dst_len = UInt8(family.bitLength)
         header.rtm_src_len = query.source == nil ? 0 : UInt8(family.bitLength)
         header.rtm_flags = UInt32(RTM_F_LOOKUP_TABLE)  // report the table the route came from, not main
+        if fibMatch { header.rtm_flags |= UInt32(RTM_F_FIB_MATCH) }
         message.append(header: header)
         message.append(attribute: UInt16(RTA_DST.rawValue), address: query.destination)
         if let source = query.source { message.append(attribute: UInt16(RTA_SRC.rawValue), address: source) }
@@ -88,7 +92,7 @@ extension RouteSocket {
                 let header = try reader.header(rtmsg.self)
                 var result = RouteDecision(type: RouteType(rawValue: header.rtm_type) ?? .unspecified,
                                            table: UInt32(header.rtm_table), destination: query.destination)
-                var oif: Int32?, iif: Int32?
+                var oif: Int32?, iif: Int32?, matched: IPAddress?
                 try reader.forEachAttribute(after: MemoryLayout<rtmsg>.size) { type, value throws(WireError) in
                     switch type {
                     case UInt16(RTA_TABLE.rawValue): result.table = try value.u32()
@@ -96,8 +100,13 @@ extension RouteSocket {
                     case UInt16(RTA_PREFSRC.rawValue): result.preferredSource = try value.address()
                     case UInt16(RTA_OIF.rawValue): oif = try value.s32()
                     case UInt16(RTA_IIF.rawValue): iif = try value.s32()
+                    case UInt16(RTA_DST.rawValue): matched = try value.address()
                     default: break
                     }
+                }
+                if fibMatch {
+                    let zero: IPAddress = query.destination.family == .inet6 ? .v6(0, 0) : .v4(0)
+                    result.matchedPrefix = try? IPPrefix(matched ?? zero, length: Int(header.rtm_dst_len))
                 }
                 decision = (result, oif, iif)
             }

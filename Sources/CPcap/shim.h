@@ -1,0 +1,3 @@
+// libpcap (Debian: libpcap-dev), for probe's packet capture.
+#include <pcap/pcap.h>
+#include <pcap/dlt.h>
