@@ -61,7 +61,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "LabTests", dependencies: ["Lab", "Netlink", "Probe"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

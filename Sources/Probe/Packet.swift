@@ -50,7 +50,7 @@ public struct TCPPacket: Sendable, Equatable {
     /// "15:31:23.870929 eth1  In  IP 10.111.223.23.52820 > 192.168.1.1.3000: Flags [S], seq 3242029860, win 64240, length 0"
     public var tcpdumpLine: String {
         let seconds = Int(time)
-        let micro = String(Int((time - Double(seconds)) * 1_000_000))
+        let micro = String(min(999_999, Int(((time - Double(seconds)) * 1_000_000).rounded())))
         let clock = format2(seconds / 3600 % 24) + ":" + format2(seconds / 60 % 60) + ":" + format2(seconds % 60)
             + "." + String(repeating: "0", count: max(0, 6 - micro.count)) + micro
         let family = source.family == .inet6 ? "IP6" : "IP"
