@@ -52,20 +52,31 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // libnftables, from the system (libnftables-dev).
+        .systemLibrary(name: "CNftables", providers: [.apt(["libnftables-dev"])]),
+        // ReturnRouting: policies, plans per strategy, and apply/remove of owned rules, routes, nftables and sysctls.
+        .target(
+            name: "ReturnRouting",
+            dependencies: [
+                "CNftables", "Netlink", "Namespace", "Lab",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "Probe",
+                "CLinux", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe", "ReturnRouting"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Netlink", "Namespace", "Lab", "Probe",
+                "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
