@@ -1,0 +1,217 @@
+import Lab
+import Netlink
+import Yams
+
+/// How replies are steered back out of the interface their request came in on.
+public enum Strategy: String, Sendable, CaseIterable, Codable {
+    /// Routes to each interface's client prefixes via its gateway (the POC's first fix).
+    case `static`
+    /// Per interface a table with a default route via the gateway; per service a `from <svc>` rule.
+    case source
+    /// Per interface an nftables set of service addresses; packets from them get the interface's mark; one
+    /// fwmark rule per interface.
+    case mark
+    /// Connections get their ingress interface's conntrack mark; replies get it back as packet mark; one fwmark
+    /// rule per interface. Needs no service list.
+    case ingress
+}
+
+/// What returnpath owns on a node: a rule priority band, a table id range, a protocol number on its rules and
+/// routes, and packet-mark bits. Defaults avoid the values other tools use (shared/notes/kernel-facts.md).
+public struct Ownership: Sendable, Equatable, Codable {
+    /// Rules live in [priorityBase, priorityBase + priorityCount). Default 20000–29999: after OpenShift's 998 and
+    /// OVN-Kubernetes' 5000/6000, before kube-router's 32764/32765 and main (32766).
+    public var priorityBase: UInt32 = 20000
+    public var priorityCount: UInt32 = 10000
+    /// Tables live in [tableBase, tableBase + tableCount). Default 52000–52999: clear of 253–255, kube-router's
+    /// 78/79, Cilium's 200–2005 and OVN-Kubernetes' 1000+.
+    public var tableBase: UInt32 = 52000
+    public var tableCount: UInt32 = 1000
+    /// rtm_protocol / FRA_PROTOCOL of everything apply installs.
+    public var proto: UInt8 = 212
+    /// Packet- and conntrack-mark bits (mark, ingress). Default bits 25–27: clear of kube-proxy's 0x4000/0x8000,
+    /// Cilium's 0x0f00 and mwan3's 0x3f00; Calico's default mask 0xffff0000 covers them: change it there.
+    public var markMask: UInt32 = 0x0e00_0000
+    /// Allow mark bits that overlap kube-proxy's 0x4000/0x8000.
+    public var allowKubeProxyMarks = false
+
+    public init() {}
+
+    public var routeProtocol: RouteProtocol { RouteProtocol(rawValue: proto) }
+    public func ownsPriority(_ p: UInt32) -> Bool { p >= priorityBase && p - priorityBase < priorityCount }
+    public func ownsTable(_ t: UInt32) -> Bool { t >= tableBase && t - tableBase < tableCount }
+
+    /// The k-th mark value inside the mask (k from 1): the mask's lowest bit times k.
+    public func mark(_ k: Int) -> UInt32 {
+        let shift = UInt32(markMask.trailingZeroBitCount)
+        return (UInt32(k) << shift) & markMask
+    }
+    /// How many interfaces the mask can tell apart.
+    public var markValues: Int { markMask == 0 ? 0 : Int(markMask >> UInt32(markMask.trailingZeroBitCount)) }
+}
+
+/// A return-traffic policy: per interface its gateway, the services answered through it, the clients behind it.
+public struct Policy: Sendable, Equatable {
+    public struct Interface: Sendable, Equatable {
+        public var name: String
+        public var gateway: IPAddress
+        public var services: [IPPrefix]
+        public var clients: [IPPrefix]
+        /// Where the entry came from, for error messages ("policy.yaml:12").
+        public var origin: String?
+
+        public init(name: String, gateway: IPAddress, services: [IPPrefix] = [], clients: [IPPrefix] = [], origin: String? = nil) {
+            self.name = name
+            self.gateway = gateway
+            self.services = services
+            self.clients = clients
+            self.origin = origin
+        }
+    }
+
+    public var name: String
+    public var strategy: Strategy?
+    public var interfaces: [Interface]
+    /// Destinations that keep using the main table whatever the strategy (cluster and pod CIDRs).
+    public var exempt: [IPPrefix]
+    public var ownership: Ownership
+
+    public init(name: String, strategy: Strategy? = nil, interfaces: [Interface], exempt: [IPPrefix] = [],
+                ownership: Ownership = Ownership()) {
+        self.name = name
+        self.strategy = strategy
+        self.interfaces = interfaces
+        self.exempt = exempt
+        self.ownership = ownership
+    }
+
+    public static let apiVersion = "returnpath.dev/v1alpha1"
+    public static let kind = "ReturnTrafficPolicy"
+}
+
+/// Reads policy files: Kubernetes-shaped YAML (apiVersion, kind, metadata, spec), every problem as FILE:LINE.
+public enum PolicyFile {
+    public static func load(path: String) throws(FileError) -> Policy {
+        try parse(try YAMLReader.read(path), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(FileError) -> Policy {
+        let reader = YAMLReader(file: file)
+        let root = try reader.compose(text)
+        let top = try reader.entries(root, "the policy", allowed: ["apiVersion", "kind", "metadata", "spec"])
+        guard let apiNode = reader.value(top, "apiVersion"), try reader.string(apiNode, "apiVersion") == Policy.apiVersion else {
+            throw reader.fail(reader.value(top, "apiVersion") ?? root, "apiVersion must be \(Policy.apiVersion)")
+        }
+        guard let kindNode = reader.value(top, "kind"), try reader.string(kindNode, "kind") == Policy.kind else {
+            throw reader.fail(reader.value(top, "kind") ?? root, "kind must be \(Policy.kind)")
+        }
+        var name = "policy"
+        if let metadata = reader.value(top, "metadata") {
+            let fields = try reader.entries(metadata, "metadata", allowed: ["name", "labels", "annotations"])
+            if let n = reader.value(fields, "name") { name = try reader.string(n, "metadata.name") }
+        }
+        guard let specNode = reader.value(top, "spec") else { throw reader.fail(root, "no spec") }
+        let spec = try reader.entries(specNode, "spec", allowed: ["strategy", "interfaces", "exempt", "ownership"])
+
+        var strategy: Strategy?
+        if let node = reader.value(spec, "strategy") {
+            let text = try reader.string(node, "strategy")
+            guard let parsed = Strategy(rawValue: text) else {
+                throw reader.fail(node, "strategy \"\(text)\" is not one of static, source, mark, ingress")
+            }
+            strategy = parsed
+        }
+        var interfaces: [Policy.Interface] = []
+        guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
+        for node in try reader.list(interfacesNode, "spec.interfaces") {
+            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "services", "clients"])
+            guard let nameNode = reader.value(fields, "name"), let gatewayNode = reader.value(fields, "gateway") else {
+                throw reader.fail(node, "an interface needs name and gateway")
+            }
+            let ifName = try reader.string(nameNode, "interface name")
+            if let problem = Link.validate(name: ifName) { throw reader.fail(nameNode, problem) }
+            var entry = Policy.Interface(name: ifName, gateway: try reader.address(gatewayNode, "gateway of \(ifName)"),
+                                         origin: node.mark.map { "\(file):\($0.line)" })
+            if entry.gateway.family != .inet { throw reader.fail(gatewayNode, "only IPv4 gateways for now") }
+            for (key, target) in [("services", \Policy.Interface.services), ("clients", \Policy.Interface.clients)] {
+                guard let listNode = reader.value(fields, key) else { continue }
+                for item in try reader.list(listNode, "\(key) of \(ifName)") {
+                    let prefix = try reader.prefix(item, "\(key) of \(ifName)")
+                    guard prefix.isCanonical else {
+                        throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)")
+                    }
+                    guard prefix.family == .inet else { throw reader.fail(item, "only IPv4 \(key) for now") }
+                    entry[keyPath: target].append(prefix)
+                }
+            }
+            if interfaces.contains(where: { $0.name == ifName }) {
+                throw reader.fail(nameNode, "interface \(ifName) is listed twice")
+            }
+            interfaces.append(entry)
+        }
+        var exempt: [IPPrefix] = []
+        if let node = reader.value(spec, "exempt") {
+            for item in try reader.list(node, "spec.exempt") {
+                let prefix = try reader.prefix(item, "exempt prefix")
+                guard prefix.isCanonical else { throw reader.fail(item, "\(prefix.cidr) has host bits set") }
+                exempt.append(prefix)
+            }
+        }
+        var ownership = Ownership()
+        if let node = reader.value(spec, "ownership") {
+            let fields = try reader.entries(node, "spec.ownership", allowed: [
+                "priorityBase", "priorityCount", "tableBase", "tableCount", "protocol", "markMask", "allowKubeProxyMarks"])
+            func number(_ key: String, _ range: ClosedRange<Int>) throws(FileError) -> Int? {
+                guard let n = reader.value(fields, key) else { return nil }
+                let text = try reader.string(n, key)
+                let value = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+                guard let value, range.contains(value) else { throw reader.fail(n, "\(key) \"\(text)\" is not in \(range)") }
+                return value
+            }
+            if let v = try number("priorityBase", 1...Int(UInt32.max)) { ownership.priorityBase = UInt32(v) }
+            if let v = try number("priorityCount", 1...1_000_000) { ownership.priorityCount = UInt32(v) }
+            if let v = try number("tableBase", 256...Int(UInt32.max)) { ownership.tableBase = UInt32(v) }
+            if let v = try number("tableCount", 1...1_000_000) { ownership.tableCount = UInt32(v) }
+            if let v = try number("protocol", 5...255) { ownership.proto = UInt8(v) }
+            if let v = try number("markMask", 1...Int(UInt32.max)) { ownership.markMask = UInt32(v) }
+            if let n = reader.value(fields, "allowKubeProxyMarks") {
+                let text = try reader.string(n, "allowKubeProxyMarks")
+                guard text == "true" || text == "false" else { throw reader.fail(n, "allowKubeProxyMarks is true or false") }
+                ownership.allowKubeProxyMarks = text == "true"
+            }
+        }
+        return Policy(name: name, strategy: strategy, interfaces: interfaces, exempt: exempt, ownership: ownership)
+    }
+}
+
+extension Policy {
+    /// The policy a lab implies for host `host` (default node): for each of its interfaces, the neighbour that routes
+    /// some of the host's services to it is its gateway; those services; and the networks of the clients that reach
+    /// them through that neighbour.
+    public static func derived(from topology: Topology, host name: String) -> Policy? {
+        guard let host = topology.host(name) else { return nil }
+        var interfaces: [Interface] = []
+        let serviceAddresses = host.services.map(\.address)
+        for interface in host.interfaces {
+            guard let network = interface.network, let mine = interface.addresses.first?.address else { continue }
+            for (neighbour, theirs) in topology.members(of: network) where neighbour.name != host.name {
+                let routed = serviceAddresses.filter { service in
+                    neighbour.routes.contains { $0.gateway == mine && $0.destination.contains(service) }
+                }
+                guard !routed.isEmpty, let gateway = theirs.addresses.first?.address else { continue }
+                let clients = topology.hosts.filter { $0.role == .client }.filter { client in
+                    client.routes.contains { route in
+                        routed.contains { route.destination.contains($0) }
+                            && route.gateway.map { gw in neighbour.addresses.contains(gw) } == true
+                    }
+                }.flatMap { client in
+                    client.interfaces.compactMap { $0.network }.compactMap { topology.network($0)?.subnet }
+                }
+                interfaces.append(Interface(name: interface.name, gateway: gateway, services: routed.map { IPPrefix(host: $0) },
+                                            clients: Array(Set(clients)).sorted()))
+            }
+        }
+        guard !interfaces.isEmpty else { return nil }
+        return Policy(name: "\(topology.name)-\(name)", interfaces: interfaces)
+    }
+}

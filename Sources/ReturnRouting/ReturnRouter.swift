@@ -1,0 +1,353 @@
+import Foundation
+import Namespace
+import Netlink
+import SystemPackage
+
+/// Why apply or remove refused or failed. `invalid` means nothing was changed (exit 2).
+public enum ApplyError: Error, CustomStringConvertible, Sendable {
+    case invalid(String)
+    case conflict(String)
+    case unsupported(String)
+    case kernel(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let m): return m
+        case .conflict(let m): return "conflict: \(m)"
+        case .unsupported(let m): return m
+        case .kernel(let m): return m
+        }
+    }
+    public var isInvalid: Bool { if case .invalid = self { return true } else { return false } }
+}
+
+/// One change apply made (or would make): what, and the equivalent command.
+public struct Change: Sendable, Codable, Equatable {
+    public var action: String     // "add" | "remove"
+    public var kind: String       // "rule" | "route" | "nft" | "sysctl"
+    public var object: String
+    public var command: String
+}
+
+public struct Report: Sendable, Codable {
+    public var added = 0
+    public var removed = 0
+    public var unchanged = 0
+    public var changes: [Change] = []
+    public var warnings: [String] = []
+}
+
+/// What apply recorded on the node: the ownership it used, the strategy, and the values of the sysctls it changed
+/// (restored by remove). Kept under /run/returnpath/applied/, keyed by the namespace's inode.
+struct AppliedState: Codable {
+    var strategy: Strategy
+    var ownership: Ownership
+    var sysctls: [String: String]
+}
+
+/// Applies a policy to one network namespace with owned, idempotent policy routing, and removes it.
+public final class ReturnRouter {
+    public let namespace: NetworkNamespace
+    let socket: RouteSocket
+    let statePath: String
+    /// How commands are shown for --dry-run: "ip -n NS …" for a named namespace.
+    var ipPrefix: [String] { namespace.name.map { ["ip", "-n", $0] } ?? ["ip"] }
+    var execPrefix: String { namespace.name.map { "ip netns exec \($0) " } ?? "" }
+
+    public static let stateDirectory = "/run/returnpath/applied"
+
+    public init(namespace: NetworkNamespace) throws(ApplyError) {
+        self.namespace = namespace
+        do { socket = try RouteSocket(namespace: namespace) } catch { throw .kernel(error.description) }
+        let inode: UInt64
+        do { inode = try namespace.inode() } catch { throw .kernel(error.description) }
+        statePath = "\(Self.stateDirectory)/netns-\(inode).json"
+    }
+
+    // MARK: validation
+
+    /// Every check that needs the node's state, before any change.
+    public func validate(_ policy: Policy, strategy: Strategy) throws(ApplyError) {
+        let own = policy.ownership
+        guard !policy.interfaces.isEmpty else { throw .invalid("the policy lists no interfaces") }
+        let links: [Link], addresses: [InterfaceAddress]
+        do {
+            links = try socket.links()
+            addresses = try socket.addresses(family: .inet)
+        } catch { throw .kernel(error.description) }
+        var seen: [IPPrefix: String] = [:]
+        for entry in policy.interfaces {
+            let at = entry.origin.map { "\($0): " } ?? ""
+            guard links.contains(where: { $0.name == entry.name }) else {
+                throw .invalid("\(at)unknown interface \(entry.name) in \(namespace)")
+            }
+            if addresses.contains(where: { $0.prefix.address == entry.gateway }) {
+                throw .invalid("\(at)gateway \(entry.gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
+            }
+            let connected = addresses.filter { $0.interface == entry.name }.map(\.prefix)
+            guard connected.contains(where: { $0.contains(entry.gateway) }) else {
+                throw .invalid("\(at)gateway \(entry.gateway) is not on a subnet connected to \(entry.name) (\(connected.map(\.cidr).joined(separator: ", ")))")
+            }
+            for service in entry.services {
+                if let other = seen[service] { throw .invalid("\(at)service \(service) is on both \(other) and \(entry.name)") }
+                seen[service] = entry.name
+            }
+            switch strategy {
+            case .static where entry.clients.isEmpty:
+                throw .invalid("\(at)static needs client prefixes on \(entry.name) (clients: […])")
+            case .source where entry.services.isEmpty, .mark where entry.services.isEmpty:
+                throw .invalid("\(at)\(strategy) needs service addresses on \(entry.name) (services: […])")
+            default: break
+            }
+        }
+        if strategy == .mark || strategy == .ingress {
+            if own.markMask & 0xc000 != 0 && !own.allowKubeProxyMarks {
+                throw .invalid("mark mask 0x\(String(own.markMask, radix: 16)) overlaps kube-proxy's 0x4000/0x8000 (set allowKubeProxyMarks: true to allow)")
+            }
+            guard policy.interfaces.count <= own.markValues else {
+                throw .invalid("mark mask 0x\(String(own.markMask, radix: 16)) tells \(own.markValues) interfaces apart; the policy has \(policy.interfaces.count)")
+            }
+        }
+        let rulesNeeded = 100 + max(policy.interfaces.count, policy.interfaces.reduce(0) { $0 + $1.services.count })
+        guard policy.exempt.count <= 100, UInt32(rulesNeeded) <= own.priorityCount else {
+            throw .invalid("the priority band of \(own.priorityCount) cannot hold \(policy.exempt.count) exempt and \(rulesNeeded - 100) strategy rules")
+        }
+        guard UInt32(policy.interfaces.count + 1) <= own.tableCount else {
+            throw .invalid("the table range of \(own.tableCount) cannot hold \(policy.interfaces.count + 1) tables")
+        }
+    }
+
+    // MARK: apply
+
+    public func apply(_ policy: Policy, strategy: Strategy, dryRun: Bool) throws(ApplyError) -> Report {
+        try validate(policy, strategy: strategy)
+        let plan = Planner.plan(policy, strategy: strategy)
+        var report = Report()
+        if strategy == .source && policy.interfaces.reduce(0, { $0 + $1.services.count }) > 100 {
+            report.warnings.append("source installs one rule per service: every packet's route lookup walks them all; above 100 services prefer --strategy mark")
+        }
+        let own = policy.ownership
+        var state = loadState() ?? AppliedState(strategy: strategy, ownership: own, sysctls: [:])
+        if state.ownership != own && !dryRun {
+            // A different band or range: take down what the old ownership holds first.
+            report = try remove(dryRun: false, ownership: state.ownership, keepSysctls: true)
+        }
+        let current = try currentState(own)
+
+        // Sysctls first (they make rp_filter accept what the rules will do), then tables, nft, and rules last:
+        // traffic is diverted only once everything it is diverted to exists.
+        var sysctlChanges: [(String, String)] = []
+        for (key, value) in plan.sysctls {
+            let now: String
+            do { now = try namespace.readSysctl(key) } catch { throw .kernel(error.description) }
+            if now == value { report.unchanged += 1; continue }
+            if state.sysctls[key] == nil { state.sysctls[key] = now }
+            sysctlChanges.append((key, value))
+            report.record("add", "sysctl", "\(key)=\(value)", "\(execPrefix)sysctl -w \(key)=\(value)")
+        }
+        // Sysctls an earlier strategy changed that this one does not need: back to their old values.
+        var restores: [(String, String)] = []
+        for (key, original) in state.sysctls.sorted(by: { $0.key < $1.key }) where !plan.sysctls.contains(where: { $0.key == key }) {
+            restores.append((key, original))
+            report.record("remove", "sysctl", "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
+        }
+
+        let routeKey: (Route) -> String = { "\($0.table) \($0.type) \($0.destination.cidr) \($0.gateway?.description ?? "-") \($0.device ?? "-") \($0.metric ?? 0)" }
+        let currentRouteKeys = Set(current.routes.map(routeKey))
+        let desiredRouteKeys = Set(plan.routes.map(routeKey))
+        let addRoutes = plan.routes.filter { !currentRouteKeys.contains(routeKey($0)) }
+        let staleRoutes = current.routes.filter { !desiredRouteKeys.contains(routeKey($0)) }
+        report.unchanged += plan.routes.count - addRoutes.count
+        for route in addRoutes { report.record("add", "route", route.description, (ipPrefix + ["route", "replace"] + route.ipArguments).joined(separator: " ")) }
+        for route in staleRoutes { report.record("remove", "route", route.description, (ipPrefix + ["route", "del"] + route.ipArguments).joined(separator: " ")) }
+
+        let addRules = plan.rules.filter { !current.rules.contains($0) }
+        let staleRules = current.rules.filter { !plan.rules.contains($0) }
+        report.unchanged += plan.rules.count - addRules.count
+        for rule in addRules { report.record("add", "rule", rule.description, (ipPrefix + ["rule", "add"] + rule.ipArguments).joined(separator: " ")) }
+        for rule in staleRules { report.record("remove", "rule", rule.description, (ipPrefix + ["rule", "del"] + rule.ipArguments).joined(separator: " ")) }
+
+        let nftScript = nftDiff(plan.nftables, current.nft, &report)
+
+        if dryRun { return report }
+        do {
+            for (key, value) in sysctlChanges { try namespace.writeSysctl(key, value) }
+            try saveState(state)
+            try socket.replaceRoutes(addRoutes).throwFirst()
+            if let nftScript, let nftables = current.nftables { try nftables.run(nftScript) }
+            try socket.addRules(addRules).throwFirst()
+            try socket.deleteRules(staleRules).throwFirst()
+            try socket.deleteRoutes(staleRoutes).throwFirst()
+            for (key, original) in restores {
+                try namespace.writeSysctl(key, original)
+                state.sysctls[key] = nil
+            }
+            state.strategy = strategy
+            try saveState(state)
+        } catch let error as ApplyError {
+            throw error
+        } catch let error as NftError {
+            throw .kernel("nft: \(error.message)\nscript:\n\(error.script)")
+        } catch {
+            throw .kernel("\(error)")
+        }
+        return report
+    }
+
+    /// The nft script that makes the table match (nil when it already does), and the changes it stands for.
+    private func nftDiff(_ desired: NftTable?, _ current: NftState?, _ report: inout Report) -> String? {
+        let table = "\(NftTable.family) \(NftTable.name)"
+        switch (desired, current) {
+        case (nil, nil):
+            return nil
+        case (nil, let current?):
+            report.record("remove", "nft", "table \(table) (\(current.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+            report.removed += max(0, current.objectCount - 1)
+            return "delete table \(table)"
+        case (let desired?, let current) where current?.comment != desired.comment:
+            var script = ""
+            if let current {
+                report.record("remove", "nft", "table \(table) (\(current.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+                report.removed += max(0, current.objectCount - 1)
+                script = "delete table \(table)\n"
+            }
+            script += desired.script
+            let elements = desired.sets.reduce(0) { $0 + $1.elements.count }
+            report.record("add", "nft", "table \(table) (\(desired.objectCount) sets, chains and rules, \(elements) elements)",
+                          "\(execPrefix)nft -f - <<'EOF'\n\(desired.script)EOF")
+            report.added += desired.objectCount + elements - 1
+            return script
+        case (let desired?, let current?):
+            // Same structure: only set elements change, one transaction, no reload.
+            report.unchanged += desired.objectCount
+            var script = ""
+            for set in desired.sets {
+                let have = Swift.Set(current.sets[set.name] ?? [])
+                let want = set.elements.map(\.description)
+                let add = want.filter { !have.contains($0) }
+                let drop = have.filter { !want.contains($0) }.sorted()
+                report.unchanged += want.count - add.count
+                if !add.isEmpty {
+                    let command = "add element \(table) \(set.name) { \(add.joined(separator: ", ")) }"
+                    script += command + "\n"
+                    for element in add { report.record("add", "nft", "element \(element) of set \(set.name)", "\(execPrefix)nft '\(command)'") }
+                }
+                if !drop.isEmpty {
+                    let command = "delete element \(table) \(set.name) { \(drop.joined(separator: ", ")) }"
+                    script += command + "\n"
+                    for element in drop { report.record("remove", "nft", "element \(element) of set \(set.name)", "\(execPrefix)nft '\(command)'") }
+                }
+            }
+            return script.isEmpty ? nil : script
+        default:
+            return nil
+        }
+    }
+
+    // MARK: remove
+
+    /// Deletes everything apply owns here and restores the sysctls it changed.
+    public func remove(dryRun: Bool) throws(ApplyError) -> Report {
+        let state = loadState()
+        return try remove(dryRun: dryRun, ownership: state?.ownership ?? Ownership(), keepSysctls: false)
+    }
+
+    private func remove(dryRun: Bool, ownership: Ownership, keepSysctls: Bool) throws(ApplyError) -> Report {
+        var report = Report()
+        let current = try currentState(ownership, checkConflicts: false)
+        for rule in current.rules { report.record("remove", "rule", rule.description, (ipPrefix + ["rule", "del"] + rule.ipArguments).joined(separator: " ")) }
+        for route in current.routes { report.record("remove", "route", route.description, (ipPrefix + ["route", "del"] + route.ipArguments).joined(separator: " ")) }
+        let table = "\(NftTable.family) \(NftTable.name)"
+        if let nft = current.nft {
+            report.record("remove", "nft", "table \(table) (\(nft.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+        }
+        var state = loadState()
+        let restores = keepSysctls ? [] : (state?.sysctls ?? [:]).sorted { $0.key < $1.key }
+        for (key, original) in restores {
+            report.record("remove", "sysctl", "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
+        }
+        if dryRun { return report }
+        do {
+            try socket.deleteRules(current.rules).throwFirst()
+            try socket.deleteRoutes(current.routes).throwFirst()
+            if current.nft != nil { try current.nftables?.run("delete table \(table)") }
+            for (key, original) in restores { try namespace.writeSysctl(key, original) }
+            if keepSysctls, state != nil {
+                state?.ownership = Ownership()
+                if let state { try saveState(state) }
+            } else {
+                try? FileManager.default.removeItem(atPath: statePath)
+            }
+        } catch let error as NftError {
+            throw .kernel("nft: \(error.message)")
+        } catch {
+            throw .kernel("\(error)")
+        }
+        return report
+    }
+
+    // MARK: current state
+
+    struct Current {
+        var rules: [Rule]
+        var routes: [Route]
+        var nft: NftState?
+        /// The libnftables context used to read, kept to write.
+        var nftables: Nftables?
+    }
+
+    /// Our rules (our protocol), our routes (our table range), our nft table. A foreign rule in our band or a
+    /// foreign route in our tables is a conflict.
+    func currentState(_ own: Ownership, checkConflicts: Bool = true) throws(ApplyError) -> Current {
+        let rules: [Rule], routes: [Route]
+        do {
+            rules = try socket.rules(family: .inet)
+            routes = try socket.routes(family: .inet)
+        } catch { throw .kernel(error.description) }
+        if checkConflicts {
+            if let foreign = rules.first(where: { $0.proto != own.routeProtocol && own.ownsPriority($0.priority ?? 0) }) {
+                throw .conflict("rule \"\(foreign)\" is inside returnpath's priority band \(own.priorityBase)-\(own.priorityBase + own.priorityCount - 1) but is not returnpath's; move it or choose another priorityBase")
+            }
+            if let foreign = routes.first(where: { $0.proto != own.routeProtocol && own.ownsTable($0.table) }) {
+                throw .conflict("route \"\(foreign)\" is inside returnpath's table range \(own.tableBase)-\(own.tableBase + own.tableCount - 1) but is not returnpath's; move it or choose another tableBase")
+            }
+        }
+        var current = Current(rules: rules.filter { $0.proto == own.routeProtocol },
+                              routes: routes.filter { $0.proto == own.routeProtocol && own.ownsTable($0.table) })
+        let nft = try Nftables(namespace: namespace)
+        current.nftables = nft
+        do {
+            let list = "list table \(NftTable.family) \(NftTable.name)"
+            var state = NftState.parse(try nft.run(list, json: true))
+            // nft 1.0.6 leaves the table comment out of its JSON: read it from the text form.
+            state.comment = NftState.comment(inText: try nft.run(list))
+            current.nft = state
+        } catch let error where error.isNoSuchTable {
+            current.nft = nil
+        } catch {
+            throw .kernel("nft list table: \(error.message)")
+        }
+        return current
+    }
+
+    func loadState() -> AppliedState? {
+        guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
+        return try? JSONDecoder().decode(AppliedState.self, from: data)
+    }
+
+    func saveState(_ state: AppliedState) throws(ApplyError) {
+        do {
+            try FileManager.default.createDirectory(atPath: Self.stateDirectory, withIntermediateDirectories: true)
+            try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: statePath), options: .atomic)
+        } catch {
+            throw .kernel("save \(statePath): \(error)")
+        }
+    }
+}
+
+extension Report {
+    mutating func record(_ action: String, _ kind: String, _ object: String, _ command: String) {
+        changes.append(Change(action: action, kind: kind, object: object, command: command))
+        if action == "add" { added += 1 } else { removed += 1 }
+    }
+}

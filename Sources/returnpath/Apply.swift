@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import Lab
+import Namespace
+import ReturnRouting
+
+extension Strategy: ExpressibleByArgument {}
+
+/// Where apply and remove act: a lab's host, a named namespace, or the current namespace.
+struct TargetOptions: ParsableArguments {
+    @Option(name: .long, help: "Act on a lab's host (see --host).")
+    var lab: String?
+
+    @Option(name: .long, help: "With --lab: the host (default node).")
+    var host = "node"
+
+    @Option(name: .long, help: "Act on this named network namespace (ip netns).")
+    var netns: String?
+
+    func validate() throws {
+        if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
+    }
+
+    /// The namespace, and the lab topology when --lab.
+    func resolve() throws -> (NetworkNamespace, Topology?) {
+        if let lab {
+            try LabSupport.checkName(lab)
+            let (_, topology) = try LabSupport.topology(of: lab)
+            guard topology.host(host) != nil else {
+                throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
+            }
+            return (try namespace(Topology.namespaceName(lab: lab, host: host)), topology)
+        }
+        if let netns { return (try namespace(netns), nil) }
+        return (.current, nil)
+    }
+
+    private func namespace(_ name: String) throws -> NetworkNamespace {
+        guard let ns = try? NetworkNamespace(named: name), ns.exists else {
+            throw fail("network namespace \(name) does not exist", code: 2)
+        }
+        return ns
+    }
+}
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Make return traffic leave by the interface its request came in on, with policy routing returnpath owns.",
+        discussion: """
+            Strategies: static (routes to the clients via each gateway), source (a table per interface and a rule per \
+            service), mark (an nftables set per interface marks replies by source address; a rule per interface), \
+            ingress (conntrack remembers each connection's ingress interface; a rule per interface).
+            Without --lab or --netns, acts on the current namespace: a real node. Exit: 0 done, 1 conflict or \
+            kernel error, 2 invalid policy or usage (nothing changed).
+            """)
+
+    @Option(name: .shortAndLong, help: "Policy file (YAML). With --lab, default: derived from the lab's topology.")
+    var file: String?
+
+    @Option(name: .long, help: "static, source, mark or ingress. Default: the policy's, else source.")
+    var strategy: Strategy?
+
+    @OptionGroup var target: TargetOptions
+
+    @Flag(name: .long, help: "Change nothing; print the plan as ip, nft and sysctl commands.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "JSON for scripts.")
+    var json = false
+
+    func run() throws {
+        let (namespace, topology) = try target.resolve()
+        let policy: Policy
+        if let file {
+            do { policy = try PolicyFile.load(path: file) } catch { throw fail(error.description, code: 2) }
+        } else if let topology, let lab = target.lab {
+            guard let derived = Policy.derived(from: topology, host: target.host) else {
+                throw fail("lab \(lab): no interface of \(target.host) leads to a router that routes its services; give -f POLICY", code: 2)
+            }
+            policy = derived
+        } else {
+            throw fail("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)", code: 2)
+        }
+        let chosen = strategy ?? policy.strategy ?? .source
+        let report: Report
+        do {
+            report = try ReturnRouter(namespace: namespace).apply(policy, strategy: chosen, dryRun: dryRun)
+        } catch {
+            throw fail(error.description, code: error.isInvalid ? 2 : 1)
+        }
+        ReportPrinter.print(report, json: json, dryRun: dryRun, extra: ["strategy": chosen.rawValue, "target": "\(namespace)"])
+    }
+}
+
+/// Shared by apply and remove.
+enum ReportPrinter {
+    static func print(_ report: Report, json: Bool, dryRun: Bool, extra: [String: String]) {
+        for warning in report.warnings { FileHandle.standardError.write(Data("returnpath: warning: \(warning)\n".utf8)) }
+        if json {
+            var object: [String: Any] = [
+                "added": report.added, "removed": report.removed, "unchanged": report.unchanged, "dry_run": dryRun,
+                "changes": report.changes.map { ["action": $0.action, "kind": $0.kind, "object": $0.object, "command": $0.command] },
+            ]
+            for (key, value) in extra { object[key] = value }
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            Swift.print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if dryRun {
+            for change in report.changes { Swift.print(change.command) }
+            Swift.print("# dry run: \(report.added) to add, \(report.removed) to remove, \(report.unchanged) unchanged")
+            return
+        }
+        for change in report.changes { Swift.print("\(change.action == "add" ? "+" : "-") \(change.kind) \(change.object)") }
+        Swift.print("\(report.added) added, \(report.removed) removed, \(report.unchanged) unchanged")
+    }
+}
