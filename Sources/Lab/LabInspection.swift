@@ -1,3 +1,4 @@
+import Foundation
 import Namespace
 import Netlink
 
@@ -76,17 +77,5 @@ public struct LabInspection: Sendable, Codable {
             return info
         }
         return LabInspection(name: lab, source: state.source, complete: state.complete, hosts: hosts, services: services)
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        var result = ""
-        var rest = self[...]
-        while let range = rest.range(of: target) {
-            result += rest[..<range.lowerBound] + replacement
-            rest = rest[range.upperBound...]
-        }
-        return result + rest
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Pictures of a topology: ASCII for a terminal, Graphviz dot, Mermaid.
 public enum TopologyGraph {
     public enum Format: String, CaseIterable, Sendable {
