@@ -1,3 +1,4 @@
+import Foundation
 import Lab
 import Netlink
 @testable import ReturnRouting
@@ -94,5 +95,18 @@ struct PolicyTests {
                 #expect(error.message.contains(message), "\(error)")
             }
         }
+    }
+}
+
+struct PolicyDocsTests {
+    @Test func docsPolicyIsTheSeedsDerivedPolicy() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/policy-seed.yaml").path
+        let documented = try PolicyFile.load(path: path)
+        let derived = try #require(Policy.derived(from: try Seed.topology(), host: "node"))
+        #expect(documented.interfaces.map { [$0.name, $0.gateway.description] + $0.services.map(\.cidr) + $0.clients.map(\.cidr) }
+                == derived.interfaces.map { [$0.name, $0.gateway.description] + $0.services.map(\.cidr) + $0.clients.map(\.cidr) })
+        #expect(documented.ownership == Ownership())
+        #expect(documented.strategy == .mark)
     }
 }
