@@ -108,7 +108,9 @@ public final class ReturnRouter {
                 throw .invalid("mark mask 0x\(String(own.markMask, radix: 16)) tells \(own.markValues) interfaces apart; the policy has \(policy.interfaces.count)")
             }
         }
-        let rulesNeeded = 100 + max(policy.interfaces.count, policy.interfaces.reduce(0) { $0 + $1.services.count })
+        let strategyRules = strategy == .source ? policy.interfaces.reduce(0) { $0 + $1.services.count }
+                                                : policy.interfaces.count
+        let rulesNeeded = 100 + strategyRules
         guard policy.exempt.count <= 100, UInt32(rulesNeeded) <= own.priorityCount else {
             throw .invalid("the priority band of \(own.priorityCount) cannot hold \(policy.exempt.count) exempt and \(rulesNeeded - 100) strategy rules")
         }
@@ -161,8 +163,9 @@ public final class ReturnRouter {
         for route in addRoutes { report.record("add", "route", route.description, (ipPrefix + ["route", "replace"] + route.ipArguments).joined(separator: " ")) }
         for route in staleRoutes { report.record("remove", "route", route.description, (ipPrefix + ["route", "del"] + route.ipArguments).joined(separator: " ")) }
 
-        let addRules = plan.rules.filter { !current.rules.contains($0) }
-        let staleRules = current.rules.filter { !plan.rules.contains($0) }
+        let currentRules = Set(current.rules), desiredRules = Set(plan.rules)
+        let addRules = plan.rules.filter { !currentRules.contains($0) }
+        let staleRules = current.rules.filter { !desiredRules.contains($0) }
         report.unchanged += plan.rules.count - addRules.count
         for rule in addRules { report.record("add", "rule", rule.description, (ipPrefix + ["rule", "add"] + rule.ipArguments).joined(separator: " ")) }
         for rule in staleRules { report.record("remove", "rule", rule.description, (ipPrefix + ["rule", "del"] + rule.ipArguments).joined(separator: " ")) }
@@ -201,19 +204,19 @@ public final class ReturnRouter {
         case (nil, nil):
             return nil
         case (nil, let current?):
-            report.record("remove", "nft", "table \(table) (\(current.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+            report.record("remove", "nft", "table \(table) (\(current.objectCount) objects: sets, chains, rules)", "\(execPrefix)nft delete table \(table)")
             report.removed += max(0, current.objectCount - 1)
             return "delete table \(table)"
         case (let desired?, let current) where current?.comment != desired.comment:
             var script = ""
             if let current {
-                report.record("remove", "nft", "table \(table) (\(current.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+                report.record("remove", "nft", "table \(table) (\(current.objectCount) objects: sets, chains, rules)", "\(execPrefix)nft delete table \(table)")
                 report.removed += max(0, current.objectCount - 1)
                 script = "delete table \(table)\n"
             }
             script += desired.script
             let elements = desired.sets.reduce(0) { $0 + $1.elements.count }
-            report.record("add", "nft", "table \(table) (\(desired.objectCount) sets, chains and rules, \(elements) elements)",
+            report.record("add", "nft", "table \(table) (\(desired.objectCount) objects: sets, chains, rules; \(elements) elements)",
                           "\(execPrefix)nft -f - <<'EOF'\n\(desired.script)EOF")
             report.added += desired.objectCount + elements - 1
             return script
@@ -224,8 +227,9 @@ public final class ReturnRouter {
             for set in desired.sets {
                 let have = Swift.Set(current.sets[set.name] ?? [])
                 let want = set.elements.map(\.description)
+                let wanted = Swift.Set(want)
                 let add = want.filter { !have.contains($0) }
-                let drop = have.filter { !want.contains($0) }.sorted()
+                let drop = have.filter { !wanted.contains($0) }.sorted()
                 report.unchanged += want.count - add.count
                 if !add.isEmpty {
                     let command = "add element \(table) \(set.name) { \(add.joined(separator: ", ")) }"
@@ -259,7 +263,7 @@ public final class ReturnRouter {
         for route in current.routes { report.record("remove", "route", route.description, (ipPrefix + ["route", "del"] + route.ipArguments).joined(separator: " ")) }
         let table = "\(NftTable.family) \(NftTable.name)"
         if let nft = current.nft {
-            report.record("remove", "nft", "table \(table) (\(nft.objectCount) sets, chains and rules)", "\(execPrefix)nft delete table \(table)")
+            report.record("remove", "nft", "table \(table) (\(nft.objectCount) objects: sets, chains, rules)", "\(execPrefix)nft delete table \(table)")
         }
         var state = loadState()
         let restores = keepSysctls ? [] : (state?.sysctls ?? [:]).sorted { $0.key < $1.key }

@@ -13,7 +13,7 @@ struct ProgramRun {
     var errors: String
 
     @discardableResult
-    static func run(_ arguments: [String], input: String? = nil) throws -> ProgramRun {
+    static func run(_ arguments: [String], input: String? = nil, in namespace: NetworkNamespace = .current) throws -> ProgramRun {
         guard let program = arguments.first else { throw Failure(description: "no program to run") }
         let path = try locate(program).path
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [-1, -1]
@@ -23,7 +23,7 @@ struct ProgramRun {
         }
         let pid: pid_t
         do {
-            pid = try NetworkNamespace.current.spawn([path] + arguments.dropFirst(), descriptors: [
+            pid = try namespace.spawn([path] + arguments.dropFirst(), descriptors: [
                 ChildDescriptor(input == nil ? nil : inPipe[0], as: 0),
                 ChildDescriptor(outPipe[1], as: 1),
                 ChildDescriptor(errPipe[1], as: 2),

@@ -12,7 +12,7 @@ struct ReturnPath: ParsableCommand {
             and fixes return traffic with policy routing it owns.
             """,
         version: "0.1.0",
-        subcommands: [LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self, Bench.self])
+        subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self, Bench.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; returnpath's contract is 2, like ip and nft.
     static func main() {
@@ -23,6 +23,8 @@ struct ReturnPath: ParsableCommand {
         }
         do {
             var command = try parseAsRoot()
+            // For the docs test: check that a command line parses, run nothing.
+            if ProcessInfo.processInfo.environment["RETURNPATH_PARSE_ONLY"] == "1" { return }
             try command.run()
         } catch {
             let code = exitCode(for: error)

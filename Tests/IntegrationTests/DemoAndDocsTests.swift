@@ -1,0 +1,76 @@
+import Foundation
+import Namespace
+import Testing
+
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct DemoAndDocsTests {
+    @Test func theDemoTellsTheWholeStoryAndExitsZero() throws {
+        let lab = uniqueLabName()
+        let result = try returnpath("demo", "--name", lab)
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(result.output.contains("Every step behaved as the story says."))
+        for strategy in ["static", "source", "mark", "ingress"] {
+            #expect(result.output.contains("Fix with --strategy \(strategy)"))
+        }
+        #expect(result.output.contains("is an address of this node itself"))
+        #expect(namespaces(of: lab).isEmpty)
+        #expect(servePIDs(lab).isEmpty)
+    }
+
+    /// Every `returnpath …` command shown in README.md and docs/ exists and its options parse.
+    @Test func everyDocumentedCommandParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let docs = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("docs").path)
+            .filter { $0.hasSuffix(".md") }.map { "docs/\($0)" } + ["README.md"]
+        var checked = 0
+        for file in docs {
+            let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+            var inCode = false
+            for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let line = raw.trimmingCharacters(in: .whitespaces)
+                if line.hasPrefix("```") { inCode.toggle(); continue }
+                guard inCode || line.hasPrefix("| `returnpath ") else { continue }
+                var command = line
+                for prefix in ["$ sudo ", "$ ", "| `"] where command.hasPrefix(prefix) { command.removeFirst(prefix.count) }
+                guard command.hasPrefix("returnpath ") else { continue }
+                if let end = command.firstIndex(of: "`") { command = String(command[..<end]) }
+                if let comment = command.range(of: " #") { command = String(command[..<comment.lowerBound]) }
+                // Synopses with placeholders ([…], A|B, …) are described, not run.
+                if command.contains("[") || command.contains("|") || command.contains("…") || command.contains("NAME") { continue }
+                // Tables of figures ("returnpath   shell script") and lists ("lab up/down/…") are not command lines.
+                if command.contains("  ") || command.contains(" / ") || command.split(separator: " ").dropFirst(2).contains(where: { $0.contains("/") && !$0.hasPrefix("-") && !$0.contains(".") }) { continue }
+                let words = command.split(separator: " ").map(String.init).dropFirst()
+                let result = try parseOnly(Array(words))
+                #expect(result.status == 0, "\(file): \(command): \(result.errors)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 10, "only \(checked) documented commands found")
+    }
+
+    func parseOnly(_ arguments: [String]) throws -> CLIResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: returnpathBinary)
+        process.arguments = arguments
+        process.environment = ["RETURNPATH_PARSE_ONLY": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLIResult(status: process.terminationStatus, output: "", errors: String(decoding: errors, as: UTF8.self))
+    }
+
+    @Test func helpAndCompletionsExist() throws {
+        for command in [["--help"], ["lab", "--help"], ["probe", "--help"], ["apply", "--help"], ["remove", "--help"],
+                        ["demo", "--help"], ["bench", "datapath", "--help"]] {
+            let result = try returnpath(command)
+            #expect(result.status == 0)
+            #expect(result.output.contains("USAGE"), "\(command)")
+        }
+        let bash = try returnpath("--generate-completion-script", "bash")
+        #expect(bash.status == 0)
+        #expect(bash.output.contains("_returnpath"))
+    }
+}
