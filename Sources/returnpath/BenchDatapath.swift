@@ -120,12 +120,6 @@ struct BenchDatapath: ParsableCommand {
         }
     }
 
-    func time(_ body: () throws -> Void) throws -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try body()
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-
     /// Connections per second from the client to target:4000, by the load generator spawned in the client's namespace.
     func rate(_ client: NetworkNamespace, _ target: IPAddress) throws -> Double {
         var best = 0.0

@@ -90,12 +90,6 @@ struct BenchLab: ParsableCommand {
         }
     }
 
-    func time(_ body: () throws -> Void) throws -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try body()
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-
     func script(_ verb: String, _ lab: String) throws {
         let run = try ProgramRun.run([baseline, verb, lab])
         guard run.status == 0 else { throw Failure(description: "\(baseline) \(verb) \(lab) failed: \(run.errors)") }

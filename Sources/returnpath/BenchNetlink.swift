@@ -129,12 +129,6 @@ struct BenchNetlink: ParsableCommand {
         return (ns, socket, { scratch.remove(ns); scratch.remove(peer) })
     }
 
-    func time(_ body: () throws -> Void) rethrows -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try body()
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-
     func ipBatch(_ ns: NetworkNamespace, _ lines: [String]) throws -> Double {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("returnpath-bench-\(getpid()).batch")
         try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)

@@ -74,3 +74,30 @@ struct DemoAndDocsTests {
         #expect(bash.output.contains("_returnpath"))
     }
 }
+
+@Suite(.enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root and setpriv"))
+struct PrivilegeTests {
+    /// As nobody, without capabilities: a clear message, and nothing created.
+    @Test func withoutCapabilitiesTheErrorSaysWhatIsMissing() throws {
+        let before = NetworkNamespace.list()
+        let stderr = try runCapturingErrors(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                                             returnpathBinary, "bench", "netlink", "--count", "1", "--rounds", "1",
+                                             "--per-process-count", "0"])
+        #expect(stderr.status == 1)
+        #expect(stderr.errors.contains("returnpath needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN"))
+        #expect(NetworkNamespace.list() == before)
+    }
+
+    func runCapturingErrors(_ arguments: [String]) throws -> CLIResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLIResult(status: process.terminationStatus, output: "", errors: String(decoding: errors, as: UTF8.self))
+    }
+}
