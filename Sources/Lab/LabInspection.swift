@@ -41,7 +41,7 @@ public struct LabInspection: Sendable, Codable {
         for host in topology.hosts {
             let name = Topology.namespaceName(lab: lab, host: host.name)
             var info = HostInfo(name: host.name, role: host.role.rawValue, namespace: name, exists: false, interfaces: [], routes: [])
-            if let ns = try? NetworkNamespace(named: name), ns.exists, let socket = try? RouteSocket(namespace: ns),
+            if let ns = try? NetworkNamespace(named: name), ns.exists, let socket = try? NetlinkSocket(namespace: ns),
                let links = try? socket.links(), let addresses = try? socket.addresses(), let routes = try? socket.routes() {
                 info.exists = true
                 info.interfaces = links.map { link in

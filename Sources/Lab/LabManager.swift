@@ -68,7 +68,7 @@ public final class LabManager: Sendable {
         let manager: LabManager
         var created: [NetworkNamespace] = []
         var spawnedPID: pid_t?
-        var sockets: [String: RouteSocket] = [:]   // by host name (and the switch)
+        var sockets: [String: NetlinkSocket] = [:]   // by host name (and the switch)
         /// "host/interface" → ifindex: 100 + position, host interfaces first, then switch ports.
         let indices: [String: Int32]
 
@@ -125,7 +125,7 @@ public final class LabManager: Sendable {
                     report.createdNamespaces.append(ns.name ?? "")
                 }
                 do {
-                    let socket = try RouteSocket(namespace: ns)
+                    let socket = try NetlinkSocket(namespace: ns)
                     try socket.setAlias("lo", LabManager.marker(lab))
                     // Lab addresses are usable at once: no IPv6 duplicate address detection (a lab's addresses are
                     // checked for duplicates by the topology file), so nothing changes after up returns.
@@ -173,7 +173,7 @@ public final class LabManager: Sendable {
             sockets[host]?.namespace ?? .current
         }
 
-        func socket(_ host: String) throws(LabError) -> RouteSocket {
+        func socket(_ host: String) throws(LabError) -> NetlinkSocket {
             guard let socket = sockets[host] else {
                 throw LabError(lab: lab, step: "open netlink socket", host: host, reason: "no namespace for this host")
             }
@@ -489,7 +489,7 @@ public final class LabManager: Sendable {
     /// A namespace belongs to lab `lab` when its lo carries the lab's marker, or when the state planned it and it
     /// is still empty (up was killed between creating it and marking it).
     func owns(_ ns: NetworkNamespace, lab: String, planned: Bool) -> Bool {
-        guard let socket = try? RouteSocket(namespace: ns), let links = try? socket.links() else { return false }
+        guard let socket = try? NetlinkSocket(namespace: ns), let links = try? socket.links() else { return false }
         if links.first(where: { $0.name == "lo" })?.alias == LabManager.marker(lab) { return true }
         return planned && links.count == 1 && links.first?.alias == nil
     }

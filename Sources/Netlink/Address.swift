@@ -55,7 +55,7 @@ public struct InterfaceAddress: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-extension RouteSocket {
+extension NetlinkSocket {
     private func addressMessage(_ type: Int32, flags: Int32, _ prefix: IPPrefix, index: Int32,
                                 scope: RouteScope) -> MessageBuilder {
         var message = MessageBuilder(type: UInt16(type), flags: UInt16(flags))
@@ -93,16 +93,19 @@ extension RouteSocket {
         try request(addressMessage(Int32(RTM_DELADDR), flags: 0, prefix, index: index, scope: .universe), operation: operation)
     }
 
-    /// Every address in the namespace (`ip addr show`), optionally of one family.
-    public func addresses(family: AddressFamily = .unspecified) throws(NetlinkError) -> [InterfaceAddress] {
+    /// Every address in the namespace (`ip addr show`), optionally of one family and one interface (filtered by
+    /// the kernel).
+    public func addresses(family: AddressFamily = .unspecified, interface: String? = nil) throws(NetlinkError) -> [InterfaceAddress] {
         var message = MessageBuilder(type: UInt16(RTM_GETADDR), flags: 0)
         var header = ifaddrmsg()
         header.ifa_family = family.rawValue
+        if let interface { header.ifa_index = UInt32(bitPattern: try index(of: interface, for: "list addresses dev \(interface)")) }
         message.append(header: header)
         let replies = try dump(message, operation: "list addresses")
         let names = try linkNames()
-        return try decodeAll(replies, operation: "list addresses") { m throws(WireError) in
+        let all = try decodeAll(replies, operation: "list addresses") { m throws(WireError) in
             try InterfaceAddress.decode(m, names: names)
         }
+        return interface.map { name in all.filter { $0.interface == name } } ?? all
     }
 }

@@ -77,7 +77,7 @@ public struct Link: Sendable, Hashable {
     }
 }
 
-extension RouteSocket {
+extension NetlinkSocket {
     static func linkMessage(_ type: Int32, flags: Int32 = 0, index: Int32 = 0,
                             setFlags: UInt32 = 0, change: UInt32 = 0) -> MessageBuilder {
         var message = MessageBuilder(type: UInt16(type), flags: UInt16(flags))

@@ -56,7 +56,7 @@ public struct RouteDecision: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-extension RouteSocket {
+extension NetlinkSocket {
     /// The kernel's own routing decision for a packet (RTM_GETROUTE), with policy rules, marks and input
     /// interface taken into account exactly as for real traffic.
     /// With `fibMatch` the kernel reports the matching FIB entry itself (its prefix), not the resulting route.

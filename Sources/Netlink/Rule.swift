@@ -165,7 +165,7 @@ public struct Rule: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-extension RouteSocket {
+extension NetlinkSocket {
     /// `ip rule add`, with NLM_F_EXCL: an identical rule already there is EEXIST, never a duplicate.
     public func addRule(_ rule: Rule) throws(NetlinkError) {
         try addRules([rule]).throwFirst()

@@ -53,10 +53,11 @@ public struct MessageBuilder: Sendable {
     }
 
     /// A nested attribute: `body` appends the inner attributes; the outer length is fixed up afterwards.
-    public mutating func nest(_ type: UInt16, _ body: (inout MessageBuilder) -> Void) {
+    /// `flagged` sets NLA_F_NESTED (nf_tables wants it; rtnetlink, like iproute2, goes without).
+    public mutating func nest(_ type: UInt16, flagged: Bool = false, _ body: (inout MessageBuilder) -> Void) {
         let start = bytes.count
         appendInteger(UInt16(0))
-        appendInteger(type)
+        appendInteger(flagged ? type | 0x8000 : type)
         body(&self)
         store(UInt16(bytes.count - start), at: start)
     }

@@ -26,7 +26,7 @@ public final class PacketCapture {
 
     public init(namespace: NetworkNamespace, filter: String = "tcp") throws(ProbeError) {
         self.namespace = namespace
-        do { names = try RouteSocket(namespace: namespace).linkNames() } catch {
+        do { names = try NetlinkSocket(namespace: namespace).linkNames() } catch {
             throw ProbeError("list interfaces of \(namespace): \(error)")
         }
         let opened: Result<OpaquePointer, ProbeError>

@@ -270,7 +270,7 @@ public struct Prober {
 
     /// " (default route via 10.111.220.1)": the route the service's host uses to answer, from the kernel.
     private func route(_ owner: String?, to client: IPAddress?, from service: IPAddress) -> String {
-        guard let owner, let client, let ns = try? namespace(owner), let socket = try? RouteSocket(namespace: ns),
+        guard let owner, let client, let ns = try? namespace(owner), let socket = try? NetlinkSocket(namespace: ns),
               let decision = try? socket.lookup(RouteQuery(destination: client, source: service), fibMatch: true) else { return "" }
         var text = " (" + (decision.matchedPrefix.map { $0.isDefault ? "default route" : "route \($0)" } ?? "route")
         if let gateway = decision.gateway { text += " via \(gateway)" }

@@ -1,6 +1,7 @@
 import CNftables
 import Foundation
 import Namespace
+import Netlink
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +59,8 @@ struct NftState {
     var comment: String?
     var sets: [String: [IPPrefixText]]
     var objectCount: Int
+    /// Elements of hash sets, read over nfnetlink (the fast path).
+    var addresses: [String: Swift.Set<IPAddress>] = [:]
 
     typealias IPPrefixText = String
 

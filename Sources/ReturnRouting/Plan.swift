@@ -22,12 +22,16 @@ public struct Plan: Sendable, Equatable {
 /// and a changed service list touches only set elements.
 public struct NftTable: Sendable, Equatable {
     public static let family = "inet"
+    /// NFPROTO_INET, for nfnetlink.
+    public static let inetFamily: UInt8 = 1
     public static let name = "returnpath"
 
     public struct Set: Sendable, Equatable {
         public var name: String
         public var interface: String
         public var elements: [IPPrefix]
+        /// A set of addresses only is a hash set (fast to update over nfnetlink); prefixes need intervals.
+        public var interval: Bool { elements.contains { !$0.isHost } }
     }
 
     public var sets: [Set]
@@ -40,7 +44,8 @@ public struct NftTable: Sendable, Equatable {
     public var structure: String {
         var text = ""
         for set in sets {
-            text += "\tset \(set.name) {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tcomment \"services answered via \(set.interface)\"\n\t}\n"
+            text += "\tset \(set.name) {\n\t\ttype ipv4_addr\n" + (set.interval ? "\t\tflags interval\n" : "")
+                + "\t\tcomment \"services answered via \(set.interface)\"\n\t}\n"
         }
         for chain in chains { text += chain }
         return text
@@ -59,9 +64,12 @@ public struct NftTable: Sendable, Equatable {
     public var comment: String { "returnpath structure \(structureHash)" }
 
     /// The whole table in one nft script (elements included), for a new table.
-    public var script: String {
+    public var script: String { script(hashSetElements: true) }
+
+    /// The table's script; without `hashSetElements`, the elements of hash sets are left to nfnetlink.
+    public func script(hashSetElements: Bool) -> String {
         var text = "table \(Self.family) \(Self.name) {\n\tcomment \"\(comment)\"\n" + structure + "}\n"
-        for set in sets where !set.elements.isEmpty {
+        for set in sets where !set.elements.isEmpty && (hashSetElements || set.interval) {
             text += "add element \(Self.family) \(Self.name) \(set.name) { \(set.elements.map(\.description).joined(separator: ", ")) }\n"
         }
         return text

@@ -48,7 +48,7 @@ struct AppliedState: Codable {
 /// Applies a policy to one network namespace with owned, idempotent policy routing, and removes it.
 public final class ReturnRouter {
     public let namespace: NetworkNamespace
-    let socket: RouteSocket
+    let socket: NetlinkSocket
     let statePath: String
     /// How commands are shown for --dry-run: "ip -n NS …" for a named namespace.
     var ipPrefix: [String] { namespace.name.map { ["ip", "-n", $0] } ?? ["ip"] }
@@ -58,7 +58,7 @@ public final class ReturnRouter {
 
     public init(namespace: NetworkNamespace) throws(ApplyError) {
         self.namespace = namespace
-        do { socket = try RouteSocket(namespace: namespace) } catch { throw .kernel(error.description) }
+        do { socket = try NetlinkSocket(namespace: namespace) } catch { throw .kernel(error.description) }
         let inode: UInt64
         do { inode = try namespace.inode() } catch { throw .kernel(error.description) }
         statePath = "\(Self.stateDirectory)/netns-\(inode).json"
@@ -70,21 +70,22 @@ public final class ReturnRouter {
     public func validate(_ policy: Policy, strategy: Strategy) throws(ApplyError) {
         let own = policy.ownership
         guard !policy.interfaces.isEmpty else { throw .invalid("the policy lists no interfaces") }
-        let links: [Link], addresses: [InterfaceAddress]
-        do {
-            links = try socket.links()
-            addresses = try socket.addresses(family: .inet)
-        } catch { throw .kernel(error.description) }
+        let links: [Link]
+        do { links = try socket.links() } catch { throw .kernel(error.description) }
         var seen: [IPPrefix: String] = [:]
         for entry in policy.interfaces {
             let at = entry.origin.map { "\($0): " } ?? ""
             guard links.contains(where: { $0.name == entry.name }) else {
                 throw .invalid("\(at)unknown interface \(entry.name) in \(namespace)")
             }
-            if addresses.contains(where: { $0.prefix.address == entry.gateway }) {
+            // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
+            if (try? socket.lookup(RouteQuery(destination: entry.gateway)))?.type == .local {
                 throw .invalid("\(at)gateway \(entry.gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
             }
-            let connected = addresses.filter { $0.interface == entry.name }.map(\.prefix)
+            let connected: [IPPrefix]
+            do { connected = try socket.addresses(family: .inet, interface: entry.name).map(\.prefix) } catch {
+                throw .kernel(error.description)
+            }
             guard connected.contains(where: { $0.contains(entry.gateway) }) else {
                 throw .invalid("\(at)gateway \(entry.gateway) is not on a subnet connected to \(entry.name) (\(connected.map(\.cidr).joined(separator: ", ")))")
             }
@@ -122,8 +123,18 @@ public final class ReturnRouter {
     // MARK: apply
 
     public func apply(_ policy: Policy, strategy: Strategy, dryRun: Bool) throws(ApplyError) -> Report {
+        var t0 = DispatchTime.now().uptimeNanoseconds
+        func phase(_ name: String) {
+            let t = DispatchTime.now().uptimeNanoseconds
+            if ProcessInfo.processInfo.environment["RETURNPATH_TRACE"] != nil {
+                FileHandle.standardError.write(Data("apply: \(name) \(Double(t - t0) / 1e6) ms\n".utf8))
+            }
+            t0 = t
+        }
         try validate(policy, strategy: strategy)
+        phase("validate")
         let plan = Planner.plan(policy, strategy: strategy)
+        phase("plan")
         var report = Report()
         if strategy == .source && policy.interfaces.reduce(0, { $0 + $1.services.count }) > 100 {
             report.warnings.append("source installs one rule per service: every packet's route lookup walks them all; above 100 services prefer --strategy mark")
@@ -134,7 +145,10 @@ public final class ReturnRouter {
             // A different band or range: take down what the old ownership holds first.
             report = try remove(dryRun: false, ownership: state.ownership, keepSysctls: true)
         }
-        let current = try currentState(own)
+        // The tables this plan uses, plus the first ones of the range: where a foreign route would conflict.
+        let tables = Set(plan.routes.map(\.table)).union((0..<UInt32(min(own.tableCount, 16))).map { own.tableBase + $0 })
+        let current = try currentState(own, desired: plan.nftables, tables: tables)
+        phase("read current state")
 
         // Sysctls first (they make rp_filter accept what the rules will do), then tables, nft, and rules last:
         // traffic is diverted only once everything it is diverted to exists.
@@ -170,14 +184,19 @@ public final class ReturnRouter {
         for rule in addRules { report.record("add", "rule", rule.description, (ipPrefix + ["rule", "add"] + rule.ipArguments).joined(separator: " ")) }
         for rule in staleRules { report.record("remove", "rule", rule.description, (ipPrefix + ["rule", "del"] + rule.ipArguments).joined(separator: " ")) }
 
-        let nftScript = nftDiff(plan.nftables, current.nft, &report)
+        let nft = nftDiff(plan.nftables, current.nft, &report)
+        phase("diff")
 
         if dryRun { return report }
         do {
             for (key, value) in sysctlChanges { try namespace.writeSysctl(key, value) }
             try saveState(state)
             try socket.replaceRoutes(addRoutes).throwFirst()
-            if let nftScript, let nftables = current.nftables { try nftables.run(nftScript) }
+            if let script = nft.script { try libnftables().run(script) }
+            for update in nft.updates {
+                try netfilterSocket().nftUpdateSetElements(family: NftTable.inetFamily, table: NftTable.name, set: update.set,
+                                                           add: update.add, remove: update.remove)
+            }
             try socket.addRules(addRules).throwFirst()
             try socket.deleteRules(staleRules).throwFirst()
             try socket.deleteRoutes(staleRoutes).throwFirst()
@@ -187,6 +206,7 @@ public final class ReturnRouter {
             }
             state.strategy = strategy
             try saveState(state)
+            phase("write")
         } catch let error as ApplyError {
             throw error
         } catch let error as NftError {
@@ -197,16 +217,22 @@ public final class ReturnRouter {
         return report
     }
 
-    /// The nft script that makes the table match (nil when it already does), and the changes it stands for.
-    private func nftDiff(_ desired: NftTable?, _ current: NftState?, _ report: inout Report) -> String? {
+    /// What makes the table match: a libnftables script (structure changes, interval sets) and element updates of
+    /// hash sets over nfnetlink; and the changes they stand for.
+    struct NftActions {
+        var script: String?
+        var updates: [(set: String, add: [[UInt8]], remove: [[UInt8]])] = []
+    }
+
+    private func nftDiff(_ desired: NftTable?, _ current: NftState?, _ report: inout Report) -> NftActions {
         let table = "\(NftTable.family) \(NftTable.name)"
         switch (desired, current) {
         case (nil, nil):
-            return nil
+            return NftActions()
         case (nil, let current?):
             report.record("remove", "nft", "table \(table) (\(current.objectCount) objects: sets, chains, rules)", "\(execPrefix)nft delete table \(table)")
             report.removed += max(0, current.objectCount - 1)
-            return "delete table \(table)"
+            return NftActions(script: "delete table \(table)")
         case (let desired?, let current) where current?.comment != desired.comment:
             var script = ""
             if let current {
@@ -214,17 +240,35 @@ public final class ReturnRouter {
                 report.removed += max(0, current.objectCount - 1)
                 script = "delete table \(table)\n"
             }
-            script += desired.script
+            // The structure (and interval sets' elements) through libnftables; hash sets' elements over nfnetlink.
+            script += desired.script(hashSetElements: false)
             let elements = desired.sets.reduce(0) { $0 + $1.elements.count }
             report.record("add", "nft", "table \(table) (\(desired.objectCount) objects: sets, chains, rules; \(elements) elements)",
                           "\(execPrefix)nft -f - <<'EOF'\n\(desired.script)EOF")
             report.added += desired.objectCount + elements - 1
-            return script
+            let updates = desired.sets.filter { !$0.interval && !$0.elements.isEmpty }
+                .map { (set: $0.name, add: $0.elements.map(\.address.bytes), remove: [[UInt8]]()) }
+            return NftActions(script: script, updates: updates)
         case (let desired?, let current?):
             // Same structure: only set elements change, one transaction, no reload.
             report.unchanged += desired.objectCount
+            var actions = NftActions()
             var script = ""
             for set in desired.sets {
+                if let have = current.addresses[set.name], !set.interval {
+                    // Hash set read over nfnetlink: compare addresses, not text; update over nfnetlink.
+                    let want = set.elements.map(\.address)
+                    let wanted = Swift.Set(want)
+                    let add = want.filter { !have.contains($0) }
+                    let drop = have.filter { !wanted.contains($0) }.sorted()
+                    report.unchanged += want.count - add.count
+                    if !add.isEmpty || !drop.isEmpty {
+                        actions.updates.append((set: set.name, add: add.map(\.bytes), remove: drop.map(\.bytes)))
+                    }
+                    for element in add { report.record("add", "nft", "element \(element) of set \(set.name)", "\(execPrefix)nft 'add element \(table) \(set.name) { \(element) }'") }
+                    for element in drop { report.record("remove", "nft", "element \(element) of set \(set.name)", "\(execPrefix)nft 'delete element \(table) \(set.name) { \(element) }'") }
+                    continue
+                }
                 let have = Swift.Set(current.sets[set.name] ?? [])
                 let want = set.elements.map(\.description)
                 let wanted = Swift.Set(want)
@@ -242,9 +286,10 @@ public final class ReturnRouter {
                     for element in drop { report.record("remove", "nft", "element \(element) of set \(set.name)", "\(execPrefix)nft '\(command)'") }
                 }
             }
-            return script.isEmpty ? nil : script
+            actions.script = script.isEmpty ? nil : script
+            return actions
         default:
-            return nil
+            return NftActions()
         }
     }
 
@@ -274,7 +319,7 @@ public final class ReturnRouter {
         do {
             try socket.deleteRules(current.rules).throwFirst()
             try socket.deleteRoutes(current.routes).throwFirst()
-            if current.nft != nil { try current.nftables?.run("delete table \(table)") }
+            if current.nft != nil { try libnftables().run("delete table \(table)") }
             for (key, original) in restores { try namespace.writeSysctl(key, original) }
             if keepSysctls, state != nil {
                 state?.ownership = Ownership()
@@ -296,42 +341,88 @@ public final class ReturnRouter {
         var rules: [Rule]
         var routes: [Route]
         var nft: NftState?
-        /// The libnftables context used to read, kept to write.
-        var nftables: Nftables?
     }
 
+    private var netfilterCache: NetlinkSocket?
+    private var nftablesCache: Nftables?
+
     /// Our rules (our protocol), our routes (our table range), our nft table. A foreign rule in our band or a
-    /// foreign route in our tables is a conflict.
-    func currentState(_ own: Ownership, checkConflicts: Bool = true) throws(ApplyError) -> Current {
+    /// foreign route in our tables is a conflict. The table is read over nfnetlink (its comment, and the elements of
+    /// hash sets) when its structure is the `desired` one; libnftables lists it only otherwise.
+    ///
+    /// Routes are read with kernel-side filters: ours by protocol, and, for conflicts, the tables we are about to use
+    /// (`tables`), so that a node with thousands of local routes costs nothing here.
+    func currentState(_ own: Ownership, desired: NftTable? = nil, tables: Set<UInt32> = [],
+                      checkConflicts: Bool = true) throws(ApplyError) -> Current {
         let rules: [Rule], routes: [Route]
+        var foreignRoutes: [Route] = []
         do {
             rules = try socket.rules(family: .inet)
-            routes = try socket.routes(family: .inet)
+            routes = try socket.routes(family: .inet, proto: own.routeProtocol)
+            if checkConflicts {
+                for table in tables.sorted() {
+                    foreignRoutes += try socket.routes(family: .inet, table: table).filter { $0.proto != own.routeProtocol }
+                }
+            }
         } catch { throw .kernel(error.description) }
         if checkConflicts {
             if let foreign = rules.first(where: { $0.proto != own.routeProtocol && own.ownsPriority($0.priority ?? 0) }) {
                 throw .conflict("rule \"\(foreign)\" is inside returnpath's priority band \(own.priorityBase)-\(own.priorityBase + own.priorityCount - 1) but is not returnpath's; move it or choose another priorityBase")
             }
-            if let foreign = routes.first(where: { $0.proto != own.routeProtocol && own.ownsTable($0.table) }) {
+            if let foreign = foreignRoutes.first {
                 throw .conflict("route \"\(foreign)\" is inside returnpath's table range \(own.tableBase)-\(own.tableBase + own.tableCount - 1) but is not returnpath's; move it or choose another tableBase")
             }
         }
         var current = Current(rules: rules.filter { $0.proto == own.routeProtocol },
-                              routes: routes.filter { $0.proto == own.routeProtocol && own.ownsTable($0.table) })
-        let nft = try Nftables(namespace: namespace)
-        current.nftables = nft
+                              routes: routes.filter { own.ownsTable($0.table) })
+        let netfilter = try netfilterSocket()
+        let comment: String?
+        do { comment = try netfilter.nftTableComment(family: NftTable.inetFamily, table: NftTable.name) } catch {
+            throw .kernel(error.description)
+        }
+        guard let comment else { return current }
+        if let desired, desired.comment == comment, !desired.sets.contains(where: \.interval) {
+            // Fast path: same structure, hash sets: read their elements directly.
+            var state = NftState(comment: comment, sets: [:], objectCount: desired.objectCount)
+            for set in desired.sets {
+                do {
+                    state.addresses[set.name] = Set(try netfilter.nftSetElements(family: NftTable.inetFamily, table: NftTable.name,
+                                                                                set: set.name).compactMap { IPAddress(bytes: $0) })
+                } catch { throw .kernel(error.description) }
+            }
+            current.nft = state
+            return current
+        }
+        let nft = try libnftables()
         do {
             let list = "list table \(NftTable.family) \(NftTable.name)"
             var state = NftState.parse(try nft.run(list, json: true))
-            // nft 1.0.6 leaves the table comment out of its JSON: read it from the text form.
-            state.comment = NftState.comment(inText: try nft.run(list))
+            state.comment = comment
             current.nft = state
-        } catch let error where error.isNoSuchTable {
-            current.nft = nil
         } catch {
             throw .kernel("nft list table: \(error.message)")
         }
         return current
+    }
+
+    /// nfnetlink, for the table's comment and hash-set elements; also tells whether the kernel has nf_tables.
+    private func netfilterSocket() throws(ApplyError) -> NetlinkSocket {
+        if let netfilter = netfilterCache { return netfilter }
+        do {
+            let made = try NetlinkSocket(namespace: namespace, family: 12 /* NETLINK_NETFILTER */)
+            netfilterCache = made
+            return made
+        } catch {
+            throw .unsupported("this kernel has no nfnetlink (nf_tables) in \(namespace): \(error)")
+        }
+    }
+
+    /// libnftables, made when first needed (creating, replacing or deleting the table; interval sets).
+    private func libnftables() throws(ApplyError) -> Nftables {
+        if let made = nftablesCache { return made }
+        let made = try Nftables(namespace: namespace)
+        nftablesCache = made
+        return made
     }
 
     func loadState() -> AppliedState? {

@@ -55,13 +55,13 @@ struct BenchDatapath: ParsableCommand {
         let node = try NetworkNamespace(named: Topology.namespaceName(lab: lab, host: "node"))
         let router = try NetworkNamespace(named: Topology.namespaceName(lab: lab, host: "router"))
         let client = try NetworkNamespace(named: Topology.namespaceName(lab: lab, host: "client1"))
-        let nodeSocket = try RouteSocket(namespace: node)
+        let nodeSocket = try NetlinkSocket(namespace: node)
         // N service addresses 10.200.0.1… on the node's lo, routed by the router to eth1 and by the client to the router.
         let addresses = (0..<services).map { IPAddress.v4(0x0ac8_0000 + UInt32($0) + 1) }
         for address in addresses { try nodeSocket.addAddress(IPPrefix(host: address), to: "lo") }
         let block = try IPPrefix(parsing: "10.200.0.0/16")
-        try RouteSocket(namespace: router).replaceRoute(Route(destination: block, gateway: IPAddress("10.111.221.11"), device: "eth1"))
-        try RouteSocket(namespace: client).replaceRoute(Route(destination: block, gateway: IPAddress("10.111.223.21"), device: "eth0"))
+        try NetlinkSocket(namespace: router).replaceRoute(Route(destination: block, gateway: IPAddress("10.111.221.11"), device: "eth1"))
+        try NetlinkSocket(namespace: client).replaceRoute(Route(destination: block, gateway: IPAddress("10.111.223.21"), device: "eth0"))
         try client.writeSysctl("net.ipv4.ip_local_port_range", "1024 65535")
         let server = try AcceptServer(namespace: node, port: 4000)
         defer { server.stop() }

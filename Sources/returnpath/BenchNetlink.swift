@@ -118,14 +118,14 @@ struct BenchNetlink: ParsableCommand {
     }
 
     /// A namespace with interface v0 (10.99.0.1/24) whose veth peer (10.99.0.2) is in a second namespace.
-    func node(_ scratch: ScratchNamespaces, _ name: String) throws -> (NetworkNamespace, RouteSocket, done: () -> Void) {
+    func node(_ scratch: ScratchNamespaces, _ name: String) throws -> (NetworkNamespace, NetlinkSocket, done: () -> Void) {
         let ns = try scratch.make(name)
         let peer = try scratch.make(name + "-peer")
-        let socket = try RouteSocket(namespace: ns)
+        let socket = try NetlinkSocket(namespace: ns)
         try socket.createVeth("v0", in: ns, peer: "v1", in: peer)
         try socket.setLink("v0", up: true)
         try socket.addAddress(try IPPrefix(parsing: "10.99.0.1/24"), to: "v0")
-        try RouteSocket(namespace: peer).setLink("v1", up: true)
+        try NetlinkSocket(namespace: peer).setLink("v1", up: true)
         return (ns, socket, { scratch.remove(ns); scratch.remove(peer) })
     }
 

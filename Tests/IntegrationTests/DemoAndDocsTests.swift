@@ -79,13 +79,14 @@ struct DemoAndDocsTests {
 struct PrivilegeTests {
     /// As nobody, without capabilities: a clear message, and nothing created.
     @Test func withoutCapabilitiesTheErrorSaysWhatIsMissing() throws {
-        let before = NetworkNamespace.list()
+        // Only benchmarks make rp-b… namespaces; other suites running meanwhile make others.
+        let before = NetworkNamespace.list().filter { $0.hasPrefix("rp-b") }
         let stderr = try runCapturingErrors(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                                              returnpathBinary, "bench", "netlink", "--count", "1", "--rounds", "1",
                                              "--per-process-count", "0"])
         #expect(stderr.status == 1)
         #expect(stderr.errors.contains("returnpath needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN"))
-        #expect(NetworkNamespace.list() == before)
+        #expect(NetworkNamespace.list().filter { $0.hasPrefix("rp-b") } == before)
     }
 
     func runCapturingErrors(_ arguments: [String]) throws -> CLIResult {

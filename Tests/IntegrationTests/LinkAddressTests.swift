@@ -10,7 +10,7 @@ struct LinkAddressTests {
         let hostLinks = try run(["ip", "-o", "link"])
         try withNamespaces(2) { ns in
             // The socket lives in ns[0]; the pair's ends are placed in ns[0] and ns[1] at creation.
-            let socket = try RouteSocket(namespace: ns[0])
+            let socket = try NetlinkSocket(namespace: ns[0])
             try socket.createVeth("eth1", in: ns[0], peer: "peer1", in: ns[1], mtu: 1400)
             try socket.setAlias("eth1", "rp-test")
             let left = try ipJSON(ns[0], "link", "show", "eth1")
@@ -33,7 +33,7 @@ struct LinkAddressTests {
 
     @Test func vethFromASocketInAThirdNamespace() throws {
         try withNamespaces(3) { ns in
-            let socket = try RouteSocket(namespace: ns[2])
+            let socket = try NetlinkSocket(namespace: ns[2])
             try socket.createVeth("x0", in: ns[0], peer: "x1", in: ns[1])
             #expect(try ipJSON(ns[0], "link", "show", "x0").count == 1)
             #expect(try ipJSON(ns[1], "link", "show", "x1").count == 1)
@@ -72,7 +72,7 @@ struct LinkAddressTests {
 
     @Test func unknownDevicesAndBadNamesAreRejectedBeforeSending() throws {
         try withNamespaces(1) { ns in
-            let s = try RouteSocket(namespace: ns[0])
+            let s = try NetlinkSocket(namespace: ns[0])
             let error = try #require(netlinkError { try s.setLink("eth9", up: true) })
             guard case .invalidRequest(let op, let reason) = error else { Issue.record("\(error)"); return }
             #expect(op == "set link eth9 up")
@@ -130,7 +130,7 @@ struct LinkAddressTests {
 
     @Test func loopbackAddressGetsHostScope() throws {
         try withNamespaces(1) { ns in
-            let s = try RouteSocket(namespace: ns[0])
+            let s = try NetlinkSocket(namespace: ns[0])
             try s.addAddress(try IPPrefix(parsing: "127.0.0.2/8"), to: "lo")
             let info = try ipJSON(ns[0], "addr", "show", "lo").first?["addr_info"] as? [[String: Any]]
             #expect(info?.first { $0["local"] as? String == "127.0.0.2" }?["scope"] as? String == "host")

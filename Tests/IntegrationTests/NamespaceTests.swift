@@ -30,7 +30,7 @@ struct NamespaceTests {
         let name = uniqueNamespaceName()
         try run(["ip", "netns", "add", name])
         defer { try? run(["ip", "netns", "del", name]) }
-        let socket = try RouteSocket(namespace: try NetworkNamespace(named: name))
+        let socket = try NetlinkSocket(namespace: try NetworkNamespace(named: name))
         #expect(try socket.links().map(\.name) == ["lo"])
     }
 
@@ -56,7 +56,7 @@ struct NamespaceTests {
     @Test func socketsStayInTheirNamespaceAndCallerDoesNotMove() throws {
         let before = try NetworkNamespace.current.inode()
         try withNamespaces(2) { ns in
-            let a = try RouteSocket(namespace: ns[0])
+            let a = try NetlinkSocket(namespace: ns[0])
             try a.setLink("lo", up: true)
             // The change is in ns[0] only: ip sees lo up there and down in ns[1].
             let upThere = try ipJSON(ns[0], "link", "show", "lo")

@@ -78,6 +78,19 @@ struct RouteTests {
         }
     }
 
+    @Test func kernelSideFiltersByTableAndProtocol() throws {
+        try withPair { pair in
+            let s = pair.leftSocket
+            try s.addRoute(Route(destination: try prefix("10.70.0.0/16"), table: 600, proto: RouteProtocol(rawValue: 99),
+                                 gateway: try address("10.9.0.2"), device: "a"))
+            try s.addRoute(Route(destination: try prefix("10.71.0.0/16"), table: 601, gateway: try address("10.9.0.2"), device: "a"))
+            #expect(try s.routes(family: .inet, table: 600).map(\.destination.cidr) == ["10.70.0.0/16"])
+            #expect(try s.routes(family: .inet, proto: RouteProtocol(rawValue: 99)).map(\.destination.cidr) == ["10.70.0.0/16"])
+            #expect(try s.routes(family: .inet, table: 4242).isEmpty)   // a table that does not exist is empty
+            #expect(try s.addresses(family: .inet, interface: "a").map(\.prefix.cidr) == ["10.9.0.1/24"])
+        }
+    }
+
     @Test func ipv6Routes() throws {
         try withPair(leftAddress: "fd00:9::1/64", rightAddress: "fd00:9::2/64") { pair in
             let s = pair.leftSocket
@@ -204,7 +217,7 @@ struct RuleTests {
 
     @Test func badRulesAreRejectedBeforeSending() throws {
         try withNamespaces(1) { ns in
-            let s = try RouteSocket(namespace: ns[0])
+            let s = try NetlinkSocket(namespace: ns[0])
             let bad = [
                 Rule(source: try IPPrefix(parsing: "10.0.0.1"), table: 200),                     // no priority
                 Rule(priority: 10, source: try IPPrefix(parsing: "10.0.0.1"), table: 0),         // table 0
@@ -222,7 +235,7 @@ struct RuleTests {
 
     @Test func tablesAbove255UseTheAttribute() throws {
         try withNamespaces(1) { ns in
-            let s = try RouteSocket(namespace: ns[0])
+            let s = try NetlinkSocket(namespace: ns[0])
             try s.addRule(Rule(priority: 5, table: 4_000_000_000))
             #expect(try ipJSON(ns[0], "rule", "show").first { $0["priority"] as? Int == 5 }?["table"] as? String == "4000000000")
             #expect(try s.rules(family: .inet).contains { $0.priority == 5 && $0.table == 4_000_000_000 })
@@ -282,7 +295,7 @@ struct LookupTests {
 
     @Test func lookupErrorsCarryTheKernelsWords() throws {
         try withNamespaces(1) { ns in
-            let s = try RouteSocket(namespace: ns[0])
+            let s = try NetlinkSocket(namespace: ns[0])
             let target = try #require(IPAddress("10.1.1.1"))
             let error = try #require(netlinkError { _ = try s.lookup(RouteQuery(destination: target)) })
             #expect(error.errno == .networkUnreachable)

@@ -26,14 +26,14 @@ func withNamespaces<T>(_ count: Int, _ body: ([NetworkNamespace]) throws -> T) t
 struct Pair {
     let left: NetworkNamespace
     let right: NetworkNamespace
-    let leftSocket: RouteSocket
-    let rightSocket: RouteSocket
+    let leftSocket: NetlinkSocket
+    let rightSocket: NetlinkSocket
 }
 
 func withPair<T>(leftAddress: String = "10.9.0.1/24", rightAddress: String = "10.9.0.2/24",
                  _ body: (Pair) throws -> T) throws -> T {
     try withNamespaces(2) { ns in
-        let left = try RouteSocket(namespace: ns[0]), right = try RouteSocket(namespace: ns[1])
+        let left = try NetlinkSocket(namespace: ns[0]), right = try NetlinkSocket(namespace: ns[1])
         try left.createVeth("a", in: ns[0], peer: "b", in: ns[1])
         try left.setLink("a", up: true)
         try right.setLink("b", up: true)

@@ -97,14 +97,14 @@ struct WireTests {
         while payload.count % 4 != 0 { payload.append(0) }
         let message = NetlinkMessage(type: UInt16(NLMSG_ERROR), flags: UInt16(NLM_F_CAPPED | NLM_F_ACK_TLVS),
                                      sequence: 9, portID: 0, payload: payload)
-        let failure = try #require(try RouteSocket.status(of: message))
+        let failure = try #require(try NetlinkSocket.status(of: message))
         #expect(failure.errno == .networkUnreachable)
         #expect(failure.message == "Nexthop has invalid gateway")
         #expect(failure.error("add route x").description == "add route x: Nexthop has invalid gateway (Network is unreachable)")
 
         let ack = NetlinkMessage(type: UInt16(NLMSG_ERROR), flags: 0, sequence: 9, portID: 0,
                                  payload: [0, 0, 0, 0] + MessageBuilder(type: 24, flags: 0).finished(sequence: 9))
-        #expect(try RouteSocket.status(of: ack) == nil)
+        #expect(try NetlinkSocket.status(of: ack) == nil)
     }
 
     @Test func ruleRoundTripsThroughItsOwnEncoding() throws {

@@ -12,6 +12,8 @@
 #include <linux/veth.h>
 #include <linux/fib_rules.h>
 #include <linux/net_namespace.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
 
 // Flags the Glibc module hides behind _GNU_SOURCE, re-exported as plain constants.
 static const int clinux_CLONE_NEWNET = 0x40000000;

@@ -6,14 +6,17 @@ import SystemPackage
 import Glibc
 #endif
 
-/// An rtnetlink socket bound to one network namespace (the one it was created in). Every request goes through
+/// A netlink socket (rtnetlink by default, or nfnetlink) bound to one network namespace (the one it was created
+/// in). Every request goes through
 /// one receive loop: NLM_F_ACK always, sequence numbers checked, extended-ack text put into the error, multipart
 /// dumps collected and redone when the kernel flags them NLM_F_DUMP_INTR, truncation detected.
 ///
 /// Requests are serialised by a lock, so one socket may be shared between tasks. Calls block for as long as the
 /// kernel takes to answer (microseconds to milliseconds).
-public final class RouteSocket: Sendable {
+public final class NetlinkSocket: Sendable {
     public let namespace: NetworkNamespace
+    /// NETLINK_ROUTE or NETLINK_NETFILTER.
+    public let family: Int32
     /// The port id the kernel gave the socket.
     public let portID: UInt32
     private let fd: Int32
@@ -32,10 +35,11 @@ public final class RouteSocket: Sendable {
     }
 
     /// Opens a socket in `namespace` (created on a dedicated thread there; never moves the caller).
-    public init(namespace: NetworkNamespace = .current) throws(NetlinkError) {
+    /// `family` is NETLINK_ROUTE (rtnetlink) or NETLINK_NETFILTER (nf_tables).
+    public init(namespace: NetworkNamespace = .current, family: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
         let fd: Int32
         do {
-            fd = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NETLINK_ROUTE)
+            fd = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: family)
         } catch {
             throw .namespace(error)
         }
@@ -45,6 +49,8 @@ public final class RouteSocket: Sendable {
         }
         // Extended acks carry the kernel's explanation; capped acks do not echo our request back.
         _ = option(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        // Dump requests are checked strictly, and filtered in the kernel (by table, protocol, interface).
+        if family == NETLINK_ROUTE { _ = option(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) }
         _ = option(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         // Room for a whole pipeline window of acks; FORCE needs CAP_NET_ADMIN, so fall back quietly.
         if !option(SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20) { _ = option(SOL_SOCKET, SO_RCVBUF, 4 << 20) }
@@ -66,6 +72,7 @@ public final class RouteSocket: Sendable {
             throw .system(operation: "bind netlink socket in \(namespace)", errno: e)
         }
         self.fd = fd
+        self.family = family
         self.namespace = namespace
         self.portID = address.nl_pid
         self.state = Mutex(State(
@@ -137,15 +144,25 @@ public final class RouteSocket: Sendable {
     /// Sends `messages` in one datagram, with consecutive sequence numbers, NLM_F_REQUEST|NLM_F_ACK set, and
     /// reads until every one is answered: an ack or error (NLMSG_ERROR) for a change or get, NLMSG_DONE for a dump.
     /// Messages with other sequence numbers (late answers to an abandoned request) are dropped.
-    func exchange(_ messages: [MessageBuilder], dump: Bool) throws(NetlinkError) -> [Outcome] {
+    /// With `framing`, the messages are wrapped in an nfnetlink batch (begin, messages, end: one transaction);
+    /// begin and end ask for no ack.
+    func exchange(_ messages: [MessageBuilder], dump: Bool,
+                  framing: (begin: MessageBuilder, end: MessageBuilder)? = nil) throws(NetlinkError) -> [Outcome] {
         precondition(!dump || messages.count == 1, "dumps cannot be pipelined")
         return try state.withLock { state throws(NetlinkError) -> [Outcome] in
-            let first = state.sequence &+ 1
-            state.sequence &+= UInt32(messages.count)
+            let first = state.sequence &+ 2
+            state.sequence &+= UInt32(messages.count + 2)
             var datagram: [UInt8] = []
+            if let framing {
+                datagram += MessageBuilder(copying: framing.begin, addingFlags: UInt16(NLM_F_REQUEST)).finished(sequence: first &- 1)
+            }
             for (i, message) in messages.enumerated() {
                 let flagged = MessageBuilder(copying: message, addingFlags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
                 datagram += flagged.finished(sequence: first &+ UInt32(i))
+            }
+            if let framing {
+                datagram += MessageBuilder(copying: framing.end, addingFlags: UInt16(NLM_F_REQUEST))
+                    .finished(sequence: first &+ UInt32(messages.count))
             }
             try send(datagram)
 
