@@ -80,6 +80,14 @@ public final class NetlinkSocket: Sendable {
             buffer: .allocate(byteCount: Self.receiveBufferSize, alignment: 8)))
     }
 
+    /// The namespace's cookie (SO_NETNS_COOKIE, Linux 5.14+): unique for the life of the machine, unlike its inode
+    /// number, which the kernel reuses once a namespace is gone. nil where the kernel does not have it.
+    public func namespaceCookie() -> UInt64? {
+        var cookie: UInt64 = 0
+        var length = socklen_t(MemoryLayout<UInt64>.size)
+        return getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &length) == 0 ? cookie : nil
+    }
+
     deinit {
         close(fd)
         state.withLock { $0.buffer.deallocate() }

@@ -38,7 +38,7 @@ public struct Report: Sendable, Codable {
 }
 
 /// What apply recorded on the node: the ownership it used, the strategy, and the values of the sysctls it changed
-/// (restored by remove). Kept under /run/returnpath/applied/, keyed by the namespace's inode.
+/// (restored by remove). Kept under /run/returnpath/applied/, keyed by the namespace's cookie.
 struct AppliedState: Codable {
     var strategy: Strategy
     var ownership: Ownership
@@ -59,9 +59,15 @@ public final class ReturnRouter {
     public init(namespace: NetworkNamespace) throws(ApplyError) {
         self.namespace = namespace
         do { socket = try NetlinkSocket(namespace: namespace) } catch { throw .kernel(error.description) }
-        let inode: UInt64
-        do { inode = try namespace.inode() } catch { throw .kernel(error.description) }
-        statePath = "\(Self.stateDirectory)/netns-\(inode).json"
+        // Keyed by the namespace's cookie: an inode number is reused by a later namespace, and a stale record would
+        // then "restore" sysctls that were never ours.
+        if let cookie = socket.namespaceCookie() {
+            statePath = "\(Self.stateDirectory)/netns-cookie-\(cookie).json"
+        } else {
+            let inode: UInt64
+            do { inode = try namespace.inode() } catch { throw .kernel(error.description) }
+            statePath = "\(Self.stateDirectory)/netns-\(inode).json"
+        }
     }
 
     // MARK: validation

@@ -49,17 +49,7 @@ struct DemoAndDocsTests {
     }
 
     func parseOnly(_ arguments: [String]) throws -> CLIResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: returnpathBinary)
-        process.arguments = arguments
-        process.environment = ["RETURNPATH_PARSE_ONLY": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLIResult(status: process.terminationStatus, output: "", errors: String(decoding: errors, as: UTF8.self))
+        try execute(returnpathBinary, arguments, environment: ["RETURNPATH_PARSE_ONLY": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
     }
 
     @Test func helpAndCompletionsExist() throws {
@@ -81,7 +71,7 @@ struct PrivilegeTests {
     @Test func withoutCapabilitiesTheErrorSaysWhatIsMissing() throws {
         // Only benchmarks make rp-b… namespaces; other suites running meanwhile make others.
         let before = NetworkNamespace.list().filter { $0.hasPrefix("rp-b") }
-        let stderr = try runCapturingErrors(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+        let stderr = try execute("/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                                              returnpathBinary, "bench", "netlink", "--count", "1", "--rounds", "1",
                                              "--per-process-count", "0"])
         #expect(stderr.status == 1)
@@ -89,16 +79,4 @@ struct PrivilegeTests {
         #expect(NetworkNamespace.list().filter { $0.hasPrefix("rp-b") } == before)
     }
 
-    func runCapturingErrors(_ arguments: [String]) throws -> CLIResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLIResult(status: process.terminationStatus, output: "", errors: String(decoding: errors, as: UTF8.self))
-    }
 }

@@ -9,12 +9,6 @@ import Testing
 let returnpathBinary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent(".build/debug/returnpath").path
 
-struct CLIResult {
-    var status: Int32
-    var output: String
-    var errors: String
-}
-
 /// Runs returnpath with these arguments.
 @discardableResult
 func returnpath(_ arguments: String...) throws -> CLIResult {
@@ -22,26 +16,7 @@ func returnpath(_ arguments: String...) throws -> CLIResult {
 }
 
 func returnpath(_ arguments: [String]) throws -> CLIResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: returnpathBinary)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let errorData = ErrorBox()
-    let reader = Thread { errorData.data = err.fileHandleForReading.readDataToEndOfFile(); errorData.done.signal() }
-    reader.start()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    errorData.done.wait()
-    process.waitUntilExit()
-    return CLIResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self),
-                     errors: String(decoding: errorData.data, as: UTF8.self))
-}
-
-private final class ErrorBox: @unchecked Sendable {
-    var data = Data()
-    let done = DispatchSemaphore(value: 0)
+    try execute(returnpathBinary, arguments)
 }
 
 private let labCounter = Atomic<Int>(0)

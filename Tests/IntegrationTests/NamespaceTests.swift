@@ -34,6 +34,16 @@ struct NamespaceTests {
         #expect(try socket.links().map(\.name) == ["lo"])
     }
 
+    @Test func cookiesTellNamespacesApartAndSocketsOfOneAgree() throws {
+        try withNamespaces(2) { ns in
+            let a = try NetlinkSocket(namespace: ns[0]).namespaceCookie()
+            let b = try NetlinkSocket(namespace: ns[1]).namespaceCookie()
+            #expect(a != nil)
+            #expect(a != b)
+            #expect(try NetlinkSocket(namespace: ns[0]).namespaceCookie() == a)
+        }
+    }
+
     @Test func createTwiceFailsWithExists() throws {
         try withNamespaces(1) { ns in
             #expect(throws: NamespaceError.exists(ns[0].name!)) { try NetworkNamespace.create(ns[0].name!) }

@@ -49,24 +49,54 @@ struct CommandFailed: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Runs a program (argument vector, no shell) and returns its standard output.
-@discardableResult
-func run(_ arguments: [String], allowFailure: Bool = false) throws -> String {
+struct CLIResult {
+    var status: Int32
+    var output: String
+    var errors: String
+}
+
+/// Runs a program (argument vector, no shell), reading its output and errors at once so neither pipe can stall it.
+func execute(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CLIResult {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    let errors = PipeReader(err)
     let data = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    let errorData = errors.wait()
     process.waitUntilExit()
-    if process.terminationStatus != 0 && !allowFailure {
-        throw CommandFailed(description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus): "
-                            + String(decoding: errors, as: UTF8.self))
+    return CLIResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self),
+                     errors: String(decoding: errorData, as: UTF8.self))
+}
+
+/// Reads a pipe to its end on a thread of its own.
+private final class PipeReader: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+    init(_ pipe: Pipe) {
+        Thread { [self] in
+            data = pipe.fileHandleForReading.readDataToEndOfFile()
+            done.signal()
+        }.start()
     }
-    return String(decoding: data, as: UTF8.self)
+    func wait() -> Data {
+        done.wait()
+        return data
+    }
+}
+
+/// Runs a program found in PATH and returns its standard output; a non-zero exit is an error unless allowed.
+@discardableResult
+func run(_ arguments: [String], allowFailure: Bool = false) throws -> String {
+    let result = try execute("/usr/bin/env", arguments)
+    if result.status != 0 && !allowFailure {
+        throw CommandFailed(description: "\(arguments.joined(separator: " ")) exited \(result.status): \(result.errors)")
+    }
+    return result.output
 }
 
 /// `ip -n NS -j ARGS…`, parsed: iproute2 is the oracle.
