@@ -453,7 +453,8 @@ public final class LabManager: Sendable {
 
     /// Removes the lab's service process and namespaces (their veths and bridges go with them) and its state.
     /// Works from the state file alone, or, without one, from the markers in namespaces named rp-NAME-…
-    public func down(name: String) throws(LabError) -> DownReport {
+    /// `beforeDeleting` sees each of the lab's namespaces just before it goes (to drop records kept about it).
+    public func down(name: String, beforeDeleting: (NetworkNamespace) -> Void = { _ in }) throws(LabError) -> DownReport {
         try store.locked(name) { () throws(LabError) -> DownReport in
             let state = store.load(name)
             var candidates = state?.namespaces ?? []
@@ -475,6 +476,7 @@ public final class LabManager: Sendable {
                     report.leftAlone.append(candidate)
                     continue
                 }
+                beforeDeleting(ns)
                 do throws(NamespaceError) { try ns.delete() } catch {
                     throw LabError(lab: name, step: "delete namespace \(candidate)", host: nil, reason: error.description)
                 }

@@ -431,6 +431,12 @@ public final class ReturnRouter {
         return made
     }
 
+    /// Forgets what apply recorded about `namespace` (for a namespace about to be deleted with whatever apply left).
+    public static func discardRecord(of namespace: NetworkNamespace) {
+        guard let router = try? ReturnRouter(namespace: namespace) else { return }
+        try? FileManager.default.removeItem(atPath: router.statePath)
+    }
+
     func loadState() -> AppliedState? {
         guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
         return try? JSONDecoder().decode(AppliedState.self, from: data)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Lab
 import Namespace
+import ReturnRouting
 
 struct LabDown: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,10 @@ struct LabDown: ParsableCommand {
     func run() throws {
         try LabSupport.checkName(name)
         let report: LabManager.DownReport
-        do { report = try LabSupport.manager().down(name: name) } catch { throw fail(error.description, code: 1) }
+        do {
+            // What apply recorded about the lab's hosts goes with them.
+            report = try LabSupport.manager().down(name: name, beforeDeleting: ReturnRouter.discardRecord(of:))
+        } catch { throw fail(error.description, code: 1) }
         for foreign in report.leftAlone {
             print("left alone: namespace \(foreign) is not part of lab \(name)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Netlink
 import Testing
 
 @Suite(.enabled(if: isRoot, "needs root"))
@@ -22,5 +23,21 @@ struct ApplyWarningTests {
             #expect(mark.status == 0)
             #expect(!mark.errors.contains("warning"))
         }
+    }
+}
+
+@Suite(.enabled(if: isRoot, "needs root"))
+struct ApplyRecordTests {
+    /// apply records (sysctl originals) live as long as their namespace: lab down drops them.
+    @Test func labDownDropsWhatApplyRecorded() throws {
+        let lab = uniqueLabName()
+        defer { _ = try? returnpath("lab", "down", "--name", lab) }
+        #expect(try returnpath("lab", "up", "-q", "--name", lab).status == 0)
+        let cookie = try #require(try NetlinkSocket(namespace: try ns(lab, "node")).namespaceCookie())
+        let record = "/run/returnpath/applied/netns-cookie-\(cookie).json"
+        #expect(try returnpath("apply", "--lab", lab, "--strategy", "ingress").status == 0)
+        #expect(FileManager.default.fileExists(atPath: record))
+        #expect(try returnpath("lab", "down", "--name", lab).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: record))
     }
 }
