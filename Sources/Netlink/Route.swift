@@ -172,8 +172,9 @@ extension NetlinkSocket {
     /// Every route (`ip route show table all`), optionally of one family, one table and one protocol. Table and
     /// protocol are filtered by the kernel (strict dump checking): a dump of one table of ten routes does not read
     /// the ten thousand local routes of a node with many addresses.
+    /// `names` (index → name, from `linkNames()`) saves a link dump when many route dumps run in a row.
     public func routes(family: AddressFamily = .unspecified, table: UInt32? = nil,
-                       proto: RouteProtocol? = nil) throws(NetlinkError) -> [Route] {
+                       proto: RouteProtocol? = nil, names known: [Int32: String]? = nil) throws(NetlinkError) -> [Route] {
         var message = MessageBuilder(type: UInt16(RTM_GETROUTE), flags: 0)
         var header = rtmsg()
         header.rtm_family = family.rawValue
@@ -187,7 +188,8 @@ extension NetlinkSocket {
         } catch let error where table != nil && error.errno == .noSuchFileOrDirectory {
             return []   // "FIB table does not exist": an empty table
         }
-        let names = try linkNames()
+        let names: [Int32: String]
+        if let known { names = known } else { names = try linkNames() }
         let routes = try decodeAll(replies, operation: "list routes") { m throws(WireError) in try Route.decode(m, names: names) }
         // Families whose dumps ignore the filters (and old kernels) still get the right answer.
         return routes.filter { (table == nil || $0.table == table) && (proto == nil || $0.proto == proto) }

@@ -36,6 +36,8 @@ struct BenchDatapath: ParsableCommand {
     struct Row {
         var strategy: String
         var rate: Double
+        /// The no-policy rate measured just before.
+        var baseline = 0.0
         var coldApply: Double?
         var coldBaseline: Double?
         var noop: Double?
@@ -69,9 +71,14 @@ struct BenchDatapath: ParsableCommand {
 
         // No policy, no asymmetry: the node's default route points at the router.
         let viaGateway = Route(destination: .defaultRoute(.inet), proto: .static, gateway: IPAddress("10.111.220.1"), device: "eth0")
-        try nodeSocket.replaceRoute(Route(destination: .defaultRoute(.inet), proto: .static, gateway: IPAddress("10.111.221.21"), device: "eth1"))
-        let baseline = try rate(client, target)
-        try nodeSocket.replaceRoute(viaGateway)
+        let viaRouter = Route(destination: .defaultRoute(.inet), proto: .static, gateway: IPAddress("10.111.221.21"), device: "eth1")
+        /// Measured again before each strategy: the machine's speed drifts, and each ratio is to its neighbour.
+        func noPolicyRate() throws -> Double {
+            try nodeSocket.replaceRoute(viaRouter)
+            defer { _ = try? nodeSocket.replaceRoute(viaGateway) }
+            return try rate(client, target)
+        }
+        var baseline = 0.0
 
         let router_ = try ReturnRouter(namespace: node)
         var rows: [Row] = []
@@ -84,6 +91,8 @@ struct BenchDatapath: ParsableCommand {
                 name: "eth1", gateway: IPAddress.v4(0x0a6f_dd15), services: addresses.map { IPPrefix(host: $0) },
                 clients: [try IPPrefix(parsing: "10.111.223.0/24")])], ownership: ownership)
             var row = Row(strategy: strategy.rawValue, rate: 0)
+            row.baseline = try noPolicyRate()
+            baseline = max(baseline, row.baseline)
             row.coldApply = try time { _ = try router_.apply(policy, strategy: strategy, dryRun: false) }
             row.rate = try rate(client, target)
             row.noop = try time { _ = try router_.apply(policy, strategy: strategy, dryRun: false) }
@@ -100,7 +109,7 @@ struct BenchDatapath: ParsableCommand {
             let object: [String: Any] = [
                 "services": services, "seconds": seconds, "no_policy_rate": baseline,
                 "strategies": rows.map { r -> [String: Any] in
-                    ["strategy": r.strategy, "rate": r.rate, "rate_ratio": r.rate / baseline,
+                    ["strategy": r.strategy, "rate": r.rate, "rate_ratio": r.rate / r.baseline, "no_policy_rate": r.baseline,
                      "cold_apply_s": r.coldApply ?? 0, "cold_apply_ip_batch_nft_s": r.coldBaseline ?? 0,
                      "noop_apply_s": r.noop ?? 0, "one_service_change_s": r.change ?? 0]
                 },
@@ -110,12 +119,12 @@ struct BenchDatapath: ParsableCommand {
             return
         }
         print("returnpath bench datapath: \(services) services, client1 → router → node's last service, best of \(rounds) × \(seconds) s per rate")
-        print(String(format: "no policy (symmetric by routing): %.0f connections/s", baseline))
+        print(String(format: "no policy (symmetric by routing, measured before each strategy): best %.0f connections/s", baseline))
         print("")
         print("strategy  conn/s   vs none   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   one service")
         for r in rows {
             print(r.strategy.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: " %7.0f   %6.2f×   %8.3f s   %12.3f s      %6.2f×    %8.3f s   %8.3f s",
-                         r.rate, r.rate / baseline, r.coldApply ?? 0, r.coldBaseline ?? 0,
+                         r.rate, r.rate / r.baseline, r.coldApply ?? 0, r.coldBaseline ?? 0,
                          (r.coldApply ?? 0) / max(r.coldBaseline ?? 1, 1e-9), r.noop ?? 0, r.change ?? 0))
         }
     }
