@@ -311,7 +311,7 @@ public final class LabManager: Sendable {
                     try socket.replaceRoutes(desired).throwFirst()
                     for stale in try socket.routes() where stale.proto == LabManager.routeProtocol
                         && !desired.contains(where: { $0.destination == stale.destination && $0.table == stale.table
-                                                      && ($0.metric ?? 0) == (stale.metric ?? 0) }) {
+                                                      && $0.effectiveMetric == stale.effectiveMetric }) {
                         try socket.deleteRoute(stale)
                     }
                 } catch { throw fail("install routes", host.name, error) }

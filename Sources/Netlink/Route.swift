@@ -31,6 +31,15 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
 
     public var family: AddressFamily { destination.family }
 
+    /// The metric the kernel records: the given one, else 0 for IPv4 and 1024 for IPv6 (IP6_RT_PRIO_USER).
+    public var effectiveMetric: UInt32 { metric ?? (family == .inet6 ? 1024 : 0) }
+
+    /// The route's identity in its table (what RTM_NEWROUTE with NLM_F_REPLACE replaces): table, type, destination,
+    /// metric — and, for comparing with a desired route, gateway and device.
+    public var key: String {
+        "\(table) \(type) \(destination.cidr) \(gateway?.description ?? "-") \(device ?? "-") \(effectiveMetric)"
+    }
+
     /// The scope the kernel will record: the given one, or iproute2's default.
     public var effectiveScope: RouteScope {
         if let scope { return scope }

@@ -172,11 +172,9 @@ public final class ReturnRouter {
             report.record("remove", "sysctl", "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
         }
 
-        let routeKey: (Route) -> String = { "\($0.table) \($0.type) \($0.destination.cidr) \($0.gateway?.description ?? "-") \($0.device ?? "-") \($0.metric ?? 0)" }
-        let currentRouteKeys = Set(current.routes.map(routeKey))
-        let desiredRouteKeys = Set(plan.routes.map(routeKey))
-        let addRoutes = plan.routes.filter { !currentRouteKeys.contains(routeKey($0)) }
-        let staleRoutes = current.routes.filter { !desiredRouteKeys.contains(routeKey($0)) }
+        let currentRouteKeys = Set(current.routes.map(\.key)), desiredRouteKeys = Set(plan.routes.map(\.key))
+        let addRoutes = plan.routes.filter { !currentRouteKeys.contains($0.key) }
+        let staleRoutes = current.routes.filter { !desiredRouteKeys.contains($0.key) }
         report.unchanged += plan.routes.count - addRoutes.count
         for route in addRoutes { report.record("add", "route", route.description, (ipPrefix + ["route", "replace"] + route.ipArguments).joined(separator: " ")) }
         for route in staleRoutes { report.record("remove", "route", route.description, (ipPrefix + ["route", "del"] + route.ipArguments).joined(separator: " ")) }
