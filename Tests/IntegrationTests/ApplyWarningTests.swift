@@ -41,3 +41,36 @@ struct ApplyRecordTests {
         #expect(!FileManager.default.fileExists(atPath: record))
     }
 }
+
+@Suite(.enabled(if: isRoot, "needs root"))
+struct DocumentedPolicyTests {
+    /// docs/policy-seed.yaml on the seed lab: its exempt prefixes become `to CIDR lookup main` rules ahead of the
+    /// strategy's, and the fix works.
+    @Test func theDocumentedPolicyFixesTheSeed() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/policy-seed.yaml").path
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let applied = try returnpath("apply", "--lab", lab, "-f", path)
+            #expect(applied.status == 0, "\(applied.errors)")
+            let rules = try run(["ip", "-n", node.name!, "rule"])
+            #expect(rules.contains("20000:\tfrom all to 10.96.0.0/16 lookup main proto 212"))
+            #expect(rules.contains("20001:\tfrom all to 10.244.0.0/16 lookup main proto 212"))
+            #expect(rules.contains("20100:\tfrom all fwmark 0x2000000/0xe000000 lookup 52001 proto 212"))
+            let (status, flows, _) = try probe(lab)
+            #expect(status == 0)
+            #expect(flows.values.allSatisfy { $0["verdict"] as? String == "symmetric" })
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+
+            // Kubernetes' default service CIDR covers the seed's networks: refused, nothing changed.
+            let before = try dumps(node)
+            let wide = try writeTemporary(try String(contentsOfFile: path, encoding: .utf8)
+                .replacingOccurrences(of: "exempt: [10.96.0.0/16", with: "exempt: [10.96.0.0/12"))
+            defer { try? FileManager.default.removeItem(atPath: wide) }
+            let refused = try returnpath("apply", "--lab", lab, "-f", wide)
+            #expect(refused.status == 2)
+            #expect(refused.errors.contains("exempt prefix 10.96.0.0/12 covers 10.111.221.21, the gateway of eth1"))
+            #expect(try dumps(node) == before)
+        }
+    }
+}
