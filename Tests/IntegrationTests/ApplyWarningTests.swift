@@ -74,3 +74,26 @@ struct DocumentedPolicyTests {
         }
     }
 }
+
+@Suite(.enabled(if: isRoot, "needs root"))
+struct NetnsTargetTests {
+    /// --netns targets any named namespace (here a lab's node, addressed as a plain namespace), as on a node's
+    /// own namespace: the policy must come from a file.
+    @Test func applyAndRemoveByNamespaceName() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/policy-seed.yaml").path
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let before = try dumps(node)
+            #expect(try returnpath("apply", "--netns", node.name!).status == 2)   // no policy file
+            let applied = try returnpath("apply", "--netns", node.name!, "-f", path, "--strategy", "ingress", "--json")
+            #expect(applied.status == 0, "\(applied.errors)")
+            let object = try JSONSerialization.jsonObject(with: Data(applied.output.utf8)) as? [String: Any]
+            #expect(object?["target"] as? String == node.name)
+            #expect(object?["strategy"] as? String == "ingress")
+            #expect(try probe(lab).status == 0)
+            #expect(try returnpath("remove", "--netns", node.name!).status == 0)
+            #expect(try dumps(node) == before)
+        }
+    }
+}
