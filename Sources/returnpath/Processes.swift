@@ -5,46 +5,33 @@ import Namespace
 import Glibc
 #endif
 
-/// Runs a program with an argument vector (never through a shell) and returns its status and output.
-/// posix_spawn directly: Foundation's Process costs ~30 ms a start here, which would distort every benchmark.
+/// Runs a program with an argument vector (never through a shell), in a namespace, and returns its status and
+/// output. Our own posix_spawn: Foundation's Process costs ~30 ms a start here, which would distort every benchmark.
 struct ProgramRun {
     var status: Int32
     var output: String
     var errors: String
 
+    /// Standard input is /dev/null; output and errors are collected.
     @discardableResult
-    static func run(_ arguments: [String], input: String? = nil, in namespace: NetworkNamespace = .current) throws -> ProgramRun {
+    static func run(_ arguments: [String], in namespace: NetworkNamespace = .current) throws -> ProgramRun {
         guard let program = arguments.first else { throw Failure(description: "no program to run") }
         let path = try locate(program).path
-        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [-1, -1]
-        guard clinux_pipe2(&outPipe, O_CLOEXEC) == 0, clinux_pipe2(&errPipe, O_CLOEXEC) == 0,
-              input == nil || clinux_pipe2(&inPipe, O_CLOEXEC) == 0 else {
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard clinux_pipe2(&outPipe, O_CLOEXEC) == 0, clinux_pipe2(&errPipe, O_CLOEXEC) == 0 else {
             throw Failure(description: "pipe: \(String(cString: strerror(errno)))")
         }
         let pid: pid_t
         do {
             pid = try namespace.spawn([path] + arguments.dropFirst(), descriptors: [
-                ChildDescriptor(input == nil ? nil : inPipe[0], as: 0),
-                ChildDescriptor(outPipe[1], as: 1),
-                ChildDescriptor(errPipe[1], as: 2),
+                ChildDescriptor(nil, as: 0), ChildDescriptor(outPipe[1], as: 1), ChildDescriptor(errPipe[1], as: 2),
             ])
         } catch {
-            for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
+            for fd in outPipe + errPipe { close(fd) }
             throw Failure(description: error.description)
         }
         close(outPipe[1])
         close(errPipe[1])
-        if input != nil { close(inPipe[0]) }
-        if let input {
-            let bytes = Array(input.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
-                if n <= 0 { break }
-                offset += n
-            }
-            close(inPipe[1])
-        }
         let (output, errors) = drain(outPipe[0], errPipe[0])
         return ProgramRun(status: waitForExit(pid), output: String(decoding: output, as: UTF8.self),
                           errors: String(decoding: errors, as: UTF8.self))
