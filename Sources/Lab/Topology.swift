@@ -58,7 +58,7 @@ public struct Topology: Sendable, Equatable {
         public var address: IPAddress
         public var port: UInt16
         public var reply: String
-        public var endpoint: String { address.family == .inet6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
+        public var endpoint: String { address.endpoint(port: port) }
         public var description: String { endpoint }
     }
 
@@ -93,6 +93,17 @@ public struct Topology: Sendable, Equatable {
                 client.routes.contains { $0.destination.contains(entry.service.address) }
             }.map { Flow(source: client.name, address: $0.service.address, port: $0.service.port) }
         }
+    }
+
+    /// What is wrong with a lab, host or network name, or nil: lower-case letters, digits and dashes, starting and
+    /// ending with a letter or digit, at most `maxLength` characters (so rp-<lab>-<host> stays readable).
+    public static func nameProblem(_ name: String, what: String, maxLength: Int = 32) -> String? {
+        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        guard allowed, !name.isEmpty, name.first != "-", name.last != "-" else {
+            return "\(what) \"\(name)\" must be lower-case letters, digits and dashes, starting and ending with a letter or digit"
+        }
+        guard name.count <= maxLength else { return "\(what) \"\(name)\" is longer than \(maxLength) characters" }
+        return nil
     }
 
     /// The namespace of a host in lab `lab`: rp-<lab>-<host>, as `ip netns` shows it.

@@ -21,14 +21,8 @@ private struct Parser {
     let reader: YAMLReader
     var file: String { reader.file }
 
-    /// Lab and host names: lower-case letters, digits and single dashes, so that rp-<lab>-<host> is unambiguous
-    /// enough to read and interface-name-safe parts can be derived from them.
     func checkName(_ name: String, _ node: Node, _ what: String, maxLength: Int) throws(TopologyError) {
-        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
-        guard allowed, let first = name.first, first != "-", name.last != "-", !name.isEmpty else {
-            throw reader.fail(node, "\(what) \"\(name)\" must be lower-case letters, digits and dashes, starting and ending with a letter or digit")
-        }
-        guard name.count <= maxLength else { throw reader.fail(node, "\(what) \"\(name)\" is longer than \(maxLength) characters") }
+        if let problem = Topology.nameProblem(name, what: what, maxLength: maxLength) { throw reader.fail(node, problem) }
     }
 
     func topology(_ root: Node) throws(TopologyError) -> Topology {
@@ -87,13 +81,10 @@ private struct Parser {
 
     func endpoint(_ node: Node) throws(TopologyError) -> (IPAddress, UInt16) {
         let text = try reader.string(node, "flow destination")
-        guard let colon = text.lastIndex(of: ":") else { throw reader.fail(node, "flow destination \"\(text)\" is not ADDRESS:PORT") }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let address = IPAddress(host), let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
+        guard let endpoint = IPAddress.parseEndpoint(text) else {
             throw reader.fail(node, "flow destination \"\(text)\" is not ADDRESS:PORT")
         }
-        return (address, port)
+        return endpoint
     }
 
     func host(_ name: String, _ node: Node, networks: [Topology.Network],

@@ -110,6 +110,22 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 }
 
+extension IPAddress {
+    /// "192.168.1.1:3000", or "[fd00::1]:80" for IPv6.
+    public func endpoint(port: UInt16) -> String {
+        family == .inet6 ? "[\(self)]:\(port)" : "\(self):\(port)"
+    }
+
+    /// Parses ADDRESS:PORT (IPv6 in brackets); nil when malformed or the port is 0.
+    public static func parseEndpoint(_ text: String) -> (IPAddress, UInt16)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard let address = IPAddress(host), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
+        return (address, port)
+    }
+}
+
 /// An address with a prefix length: "10.111.221.0/24", "192.168.1.1" (= /32), "default" (= 0.0.0.0/0).
 public struct IPPrefix: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let address: IPAddress

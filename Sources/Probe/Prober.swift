@@ -16,7 +16,7 @@ public struct Flow: Sendable, Hashable {
         self.port = port
     }
 
-    public var service: String { address.family == .inet6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
+    public var service: String { address.endpoint(port: port) }
 }
 
 /// Where a reply left compared with where its request came in.

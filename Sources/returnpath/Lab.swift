@@ -49,10 +49,6 @@ enum LabSupport {
     }
 
     static func checkName(_ name: String) throws {
-        let ok = !name.isEmpty && name.count <= 32 && name.first != "-" && name.last != "-"
-            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
-        guard ok else {
-            throw fail("lab name \"\(name)\" must be 1-32 lower-case letters, digits and dashes", code: 2)
-        }
+        if let problem = Topology.nameProblem(name, what: "lab name") { throw fail(problem, code: 2) }
     }
 }

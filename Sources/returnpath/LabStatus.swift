@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lab
+import Netlink
 
 struct LabStatus: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,7 +64,7 @@ struct LabStatus: ParsableCommand {
             lines.append("")
             lines.append(row(["HOST", "SERVICE", "REPLY", "ANSWERS"], widths: [10, 20, 8]))
             for service in lab.services {
-                let endpoint = service.address.contains(":") ? "[\(service.address)]:\(service.port)" : "\(service.address):\(service.port)"
+                let endpoint = IPAddress(service.address)?.endpoint(port: service.port) ?? "\(service.address):\(service.port)"
                 lines.append(row([service.host, endpoint, service.reply,
                                   service.answers ? "yes" : "no (\(service.answer))"], widths: [10, 20, 8]))
             }

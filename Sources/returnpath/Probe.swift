@@ -54,7 +54,7 @@ struct ProbeCommand: ParsableCommand {
             guard topology.host(source) != nil else {
                 throw fail("lab \(lab) has no host \"\(source)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
             }
-            guard let (address, port) = Self.endpoint(destination) else {
+            guard let (address, port) = IPAddress.parseEndpoint(destination) else {
                 throw fail("--to \"\(destination)\" is not ADDRESS:PORT", code: 2)
             }
             let flow = Flow(source: source, address: address, port: port)
@@ -75,14 +75,6 @@ struct ProbeCommand: ParsableCommand {
         }
         print(json ? Self.json(results) : Self.table(results, trace: trace))
         if !results.allSatisfy(\.ok) { throw ExitCode(1) }
-    }
-
-    static func endpoint(_ text: String) -> (IPAddress, UInt16)? {
-        guard let colon = text.lastIndex(of: ":") else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let address = IPAddress(host), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
-        return (address, port)
     }
 
     static func table(_ results: [FlowResult], trace: Bool) -> String {

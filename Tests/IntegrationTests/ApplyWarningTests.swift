@@ -47,8 +47,7 @@ struct DocumentedPolicyTests {
     /// docs/policy-seed.yaml on the seed lab: its exempt prefixes become `to CIDR lookup main` rules ahead of the
     /// strategy's, and the fix works.
     @Test func theDocumentedPolicyFixesTheSeed() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/policy-seed.yaml").path
+        let path = repositoryRoot.appendingPathComponent("docs/policy-seed.yaml").path
         try withLab { lab in
             let node = try ns(lab, "node")
             let applied = try returnpath("apply", "--lab", lab, "-f", path)
@@ -80,8 +79,7 @@ struct NetnsTargetTests {
     /// --netns targets any named namespace (here a lab's node, addressed as a plain namespace), as on a node's
     /// own namespace: the policy must come from a file.
     @Test func applyAndRemoveByNamespaceName() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/policy-seed.yaml").path
+        let path = repositoryRoot.appendingPathComponent("docs/policy-seed.yaml").path
         try withLab { lab in
             let node = try ns(lab, "node")
             let before = try dumps(node)

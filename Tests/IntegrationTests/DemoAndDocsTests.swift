@@ -19,7 +19,7 @@ struct DemoAndDocsTests {
 
     /// Every `returnpath …` command shown in README.md and docs/ exists and its options parse.
     @Test func everyDocumentedCommandParses() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repositoryRoot
         let docs = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("docs").path)
             .filter { $0.hasSuffix(".md") }.map { "docs/\($0)" } + ["README.md"]
         var checked = 0

@@ -8,8 +8,7 @@ struct IPv6LabTests {
     /// docs/ipv6-lab.yaml: built, probed (symmetric over IPv6), and a second up keeps every IPv6 route (the kernel
     /// gives them metric 1024; converging must not take that for a different route).
     @Test func ipv6LabProbesAndConverges() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/ipv6-lab.yaml").path
+        let path = repositoryRoot.appendingPathComponent("docs/ipv6-lab.yaml").path
         try withLab(file: path) { lab in
             let client = try ns(lab, "client")
             #expect(try run(["ip", "-n", client.name!, "-6", "route", "show", "fd00:5::/64"]).contains("via fd00:b::2"))

@@ -6,8 +6,7 @@ import Synchronization
 import Testing
 
 /// The returnpath binary that `swift build --build-tests` made next to the tests.
-let returnpathBinary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent(".build/debug/returnpath").path
+let returnpathBinary = repositoryRoot.appendingPathComponent(".build/debug/returnpath").path
 
 /// Runs returnpath with these arguments.
 @discardableResult

@@ -4,6 +4,10 @@ import Netlink
 import Synchronization
 import Testing
 
+/// The package's root directory (for docs/ and the built binary).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
 /// Integration tests need root (CAP_SYS_ADMIN for namespaces, CAP_NET_ADMIN for everything else).
 let isRoot = getuid() == 0
 

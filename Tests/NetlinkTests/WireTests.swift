@@ -153,6 +153,16 @@ struct AddressTests {
         #expect(throws: PrefixError.self) { try IPPrefix(parsing: "10.0.0.0/24", family: .inet6) }
     }
 
+    @Test func endpoints() {
+        #expect(IPAddress("192.168.1.1")?.endpoint(port: 3000) == "192.168.1.1:3000")
+        #expect(IPAddress("fd00::1")?.endpoint(port: 80) == "[fd00::1]:80")
+        #expect(IPAddress.parseEndpoint("[fd00::1]:80").map { "\($0.0) \($0.1)" } == "fd00::1 80")
+        #expect(IPAddress.parseEndpoint("192.168.1.1:3000").map { "\($0.0) \($0.1)" } == "192.168.1.1 3000")
+        for bad in ["192.168.1.1", "192.168.1.1:0", "192.168.1.1:70000", "host:80", "fd00::1:x"] {
+            #expect(IPAddress.parseEndpoint(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func ruleAndRouteRenderAsIPArguments() throws {
         let rule = Rule(priority: 1000, source: try IPPrefix(parsing: "192.168.1.1"), table: 200)
         #expect(rule.description == "pref 1000 from 192.168.1.1 lookup 200")
