@@ -169,6 +169,11 @@ extension ArraySlice<UInt8> {
         return withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
     }
     func s32() throws(WireError) -> Int32 { Int32(bitPattern: try u32()) }
+    /// A big-endian u64 (nfnetlink handles).
+    func u64BigEndian() throws(WireError) -> UInt64 {
+        guard count >= 8 else { throw WireError("u64 attribute of \(count) bytes") }
+        return UInt64(bigEndian: withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+    }
     /// A string attribute, up to its NUL.
     func string() -> String { String(decoding: prefix(while: { $0 != 0 }), as: UTF8.self) }
     func address() throws(WireError) -> IPAddress {

@@ -1,7 +1,7 @@
 import Netlink
 
 /// Everything a strategy needs on the node: rules, routes, an nftables table, sysctls. Pure: computed from the
-/// policy alone, compared with the kernel's state by `ReturnRouter`.
+/// policy and the interfaces' slots, compared with the kernel's state by `ReturnRouter`.
 public struct Plan: Sendable, Equatable {
     public var strategy: Strategy
     public var rules: [Rule]
@@ -9,97 +9,68 @@ public struct Plan: Sendable, Equatable {
     /// nil: no nftables table (static, source).
     public var nftables: NftTable?
     /// key → value, in order.
-    public var sysctls: [(key: String, value: String)]
+    public var sysctls: [Sysctl]
 
-    public static func == (a: Plan, b: Plan) -> Bool {
-        a.strategy == b.strategy && a.rules == b.rules && a.routes == b.routes && a.nftables == b.nftables
-            && a.sysctls.map { "\($0.key)=\($0.value)" } == b.sysctls.map { "\($0.key)=\($0.value)" }
+    public struct Sysctl: Sendable, Equatable {
+        public var key: String
+        public var value: String
     }
-}
-
-/// The `inet returnpath` table: its structure (sets, chains, rules) and the elements of its sets. The structure's
-/// hash is kept in the table's comment, so that an unchanged structure is recognised without parsing rules back,
-/// and a changed service list touches only set elements.
-public struct NftTable: Sendable, Equatable {
-    public static let family = "inet"
-    /// NFPROTO_INET, for nfnetlink.
-    public static let inetFamily: UInt8 = 1
-    public static let name = "returnpath"
-
-    public struct Set: Sendable, Equatable {
-        public var name: String
-        public var interface: String
-        public var elements: [IPPrefix]
-        /// A set of addresses only is a hash set (fast to update over nfnetlink); prefixes need intervals.
-        public var interval: Bool { elements.contains { !$0.isHost } }
-    }
-
-    public var sets: [Set]
-    /// Chain definitions, in nft syntax, one string per chain.
-    public var chains: [String]
-    /// Number of rules across the chains (for counting changes).
-    public var ruleCount: Int
-
-    /// The structure without elements, in nft syntax.
-    public var structure: String {
-        var text = ""
-        for set in sets {
-            text += "\tset \(set.name) {\n\t\ttype ipv4_addr\n" + (set.interval ? "\t\tflags interval\n" : "")
-                + "\t\tcomment \"services answered via \(set.interface)\"\n\t}\n"
-        }
-        for chain in chains { text += chain }
-        return text
-    }
-
-    /// FNV-1a of the structure: the table comment carries it.
-    public var structureHash: String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in structure.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return String(hash, radix: 16)
-    }
-
-    public var comment: String { "returnpath structure \(structureHash)" }
-
-    /// The whole table in one nft script (elements included), for a new table.
-    public var script: String { script(hashSetElements: true) }
-
-    /// The table's script; without `hashSetElements`, the elements of hash sets are left to nfnetlink.
-    public func script(hashSetElements: Bool) -> String {
-        var text = "table \(Self.family) \(Self.name) {\n\tcomment \"\(comment)\"\n" + structure + "}\n"
-        for set in sets where !set.elements.isEmpty && (hashSetElements || set.interval) {
-            text += "add element \(Self.family) \(Self.name) \(set.name) { \(set.elements.map(\.description).joined(separator: ", ")) }\n"
-        }
-        return text
-    }
-
-    /// Objects for counting: each set, chain and rule.
-    public var objectCount: Int { sets.count + chains.count + ruleCount }
 }
 
 public enum Planner {
-    /// Table of interface k (from 0): tableBase + 1 + k. tableBase itself holds static routes.
-    static func table(_ ownership: Ownership, _ k: Int) -> UInt32 { ownership.tableBase + 1 + UInt32(k) }
+    /// Rules of the strategy start this far into the band; the band's first places are for exempt rules.
+    public static let exemptPlaces: UInt32 = 100
 
-    public static func plan(_ policy: Policy, strategy: Strategy) -> Plan {
+    /// Table of the interface in `slot` (1…): tableBase + slot. tableBase itself holds static routes.
+    static func table(_ ownership: Ownership, _ slot: Int) -> UInt32 { ownership.tableBase + UInt32(slot) }
+
+    /// Slots for the policy's interfaces: each keeps the slot `previous` gave it; a new interface takes the lowest
+    /// slot no interface of the policy or of `previous` holds (so that replies of an interface being removed keep
+    /// their table until its rule is gone), else the lowest one the policy does not use. Slots run 1…`capacity`;
+    /// nil when the policy has more interfaces than that.
+    public static func slots(for policy: Policy, previous: [String: Int], capacity: Int) -> [String: Int]? {
+        var slots: [String: Int] = [:]
+        for entry in policy.interfaces {
+            if let slot = previous[entry.name], slot >= 1, slot <= capacity { slots[entry.name] = slot }
+        }
+        let taken = Swift.Set(slots.values), heldBefore = Swift.Set(previous.values)
+        var fresh = (1...max(1, capacity)).filter { !taken.contains($0) && !heldBefore.contains($0) }
+            + (1...max(1, capacity)).filter { !taken.contains($0) && heldBefore.contains($0) }
+        for entry in policy.interfaces where slots[entry.name] == nil {
+            guard !fresh.isEmpty, capacity >= 1 else { return nil }
+            slots[entry.name] = fresh.removeFirst()
+        }
+        return slots
+    }
+
+    /// How many slots the ownership offers for `strategy`: marks tell interfaces apart (mark, ingress); tables
+    /// hold one interface each (all strategies but static).
+    public static func capacity(_ own: Ownership, _ strategy: Strategy) -> Int {
+        let tables = Int(own.tableCount) - 1
+        return strategy == .mark || strategy == .ingress ? min(tables, own.markValues) : tables
+    }
+
+    /// The plan; `slots` defaults to the policy's order (1, 2, …).
+    public static func plan(_ policy: Policy, strategy: Strategy, slots given: [String: Int]? = nil) -> Plan {
+        let slots = given ?? Dictionary(uniqueKeysWithValues: policy.interfaces.enumerated().map { ($1.name, $0 + 1) })
         let own = policy.ownership
         let proto = own.routeProtocol
         var rules: [Rule] = []
         var routes: [Route] = []
         var nft: NftTable?
-        var sysctls: [(key: String, value: String)] = []
+        var sysctls: [Plan.Sysctl] = []
+        // Interfaces in slot order: tables, marks, rules and sets come out sorted.
+        let entries = policy.interfaces.sorted { (slots[$0.name] ?? 0) < (slots[$1.name] ?? 0) }
 
         // Exempt destinations keep the main table, ahead of everything else of ours.
         for (i, prefix) in policy.exempt.enumerated() {
             rules.append(Rule(priority: own.priorityBase + UInt32(i), destination: prefix, table: RouteTable.main, proto: proto))
         }
-        let first = own.priorityBase + 100
+        let first = own.priorityBase + exemptPlaces
 
         switch strategy {
         case .static:
-            for entry in policy.interfaces {
+            for entry in entries {
                 for client in entry.clients {
                     routes.append(Route(destination: client, table: own.tableBase, proto: proto, gateway: entry.gateway,
                                         device: entry.name))
@@ -107,51 +78,55 @@ public enum Planner {
             }
             rules.append(Rule(priority: first, table: own.tableBase, proto: proto))
         case .source:
-            var n = 0
-            for (k, entry) in policy.interfaces.enumerated() {
-                routes.append(defaultRoute(own, k, entry))
+            var n: UInt32 = 0
+            for entry in entries {
+                let slot = slots[entry.name] ?? 0
+                routes.append(defaultRoute(own, slot, entry))
                 for service in entry.services {
-                    rules.append(Rule(priority: first + UInt32(n), source: service, table: table(own, k), proto: proto))
+                    rules.append(Rule(priority: first + n, source: service, table: table(own, slot), proto: proto))
                     n += 1
                 }
             }
         case .mark, .ingress:
-            let keep = String(~own.markMask, radix: 16)
-            var output: [String] = []
-            var prerouting: [String] = []
+            let keep = hex(~own.markMask), mask = hex(own.markMask)
+            var output: [String] = [], prerouting: [String] = []
             var sets: [NftTable.Set] = []
-            for (k, entry) in policy.interfaces.enumerated() {
-                let value = own.mark(k + 1)
-                let mark = "0x" + String(value, radix: 16)
-                routes.append(defaultRoute(own, k, entry))
-                rules.append(Rule(priority: first + UInt32(k), fwmark: value, fwmask: own.markMask, table: table(own, k), proto: proto))
-                sysctls.append((key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
+            for entry in entries {
+                let slot = slots[entry.name] ?? 0
+                let value = own.mark(slot)
+                let mark = hex(value), setMark = "meta mark set meta mark & \(keep) | \(mark)"
+                routes.append(defaultRoute(own, slot, entry))
+                rules.append(Rule(priority: first + UInt32(slot - 1), fwmark: value, fwmask: own.markMask,
+                                  table: table(own, slot), proto: proto))
+                // The reverse-path check of a packet that carries our mark looks it up with the mark.
+                sysctls.append(.init(key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
                 if strategy == .mark {
-                    let set = "svc_\(k)"
-                    sets.append(.init(name: set, interface: entry.name, elements: entry.services))
-                    output.append("ip saddr @\(set) meta mark set meta mark & 0x\(keep) | \(mark)")
+                    let set = NftTable.Set(slot: slot, interface: entry.name, elements: entry.services)
+                    sets.append(set)
+                    output.append("ip saddr @\(set.name) \(setMark)")
                 } else {
-                    prerouting.append("ct state new iifname \"\(entry.name)\" ct mark set ct mark & 0x\(keep) | \(mark)")
-                    output.append("ct mark & 0x\(String(own.markMask, radix: 16)) == \(mark) meta mark set meta mark & 0x\(keep) | \(mark)")
+                    // Every packet of a connection whose initiator is behind the interface, while the connection
+                    // has no ingress mark yet: new connections, and those that existed before ingress was applied.
+                    prerouting.append("iifname \"\(entry.name)\" ct direction original ct mark & \(mask) == 0 ct mark set ct mark & \(keep) | \(mark)")
+                    output.append("ct mark & \(mask) == \(mark) \(setMark)")
                 }
             }
-            var chains: [String] = []
+            var chains: [NftTable.Chain] = []
             if !prerouting.isEmpty {
-                chains.append(chain("prerouting", "type filter hook prerouting priority mangle; policy accept;", prerouting))
+                chains.append(.init(name: "prerouting", hook: "type filter hook prerouting priority mangle; policy accept;",
+                                    rules: prerouting))
             }
             // A route-type chain: the kernel routes the packet again when its mark changed here.
-            chains.append(chain("output", "type route hook output priority mangle; policy accept;", output))
-            nft = NftTable(sets: sets, chains: chains, ruleCount: output.count + prerouting.count)
+            chains.append(.init(name: "output", hook: "type route hook output priority mangle; policy accept;", rules: output))
+            nft = NftTable(sets: sets, chains: chains)
         }
         return Plan(strategy: strategy, rules: rules, routes: routes, nftables: nft, sysctls: sysctls)
     }
 
-    static func defaultRoute(_ own: Ownership, _ k: Int, _ entry: Policy.Interface) -> Route {
-        Route(destination: .defaultRoute(.inet), table: table(own, k), proto: own.routeProtocol, gateway: entry.gateway,
-              device: entry.name)
-    }
+    static func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
 
-    static func chain(_ name: String, _ hook: String, _ rules: [String]) -> String {
-        "\tchain \(name) {\n\t\t\(hook)\n" + rules.map { "\t\t\($0)\n" }.joined() + "\t}\n"
+    static func defaultRoute(_ own: Ownership, _ slot: Int, _ entry: Policy.Interface) -> Route {
+        Route(destination: .defaultRoute(.inet), table: table(own, slot), proto: own.routeProtocol, gateway: entry.gateway,
+              device: entry.name)
     }
 }

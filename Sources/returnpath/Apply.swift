@@ -17,8 +17,12 @@ struct TargetOptions: ParsableArguments {
     @Option(name: .long, help: "Act on this named network namespace (ip netns).")
     var netns: String?
 
+    @Option(name: .long, help: "Wait up to SECONDS for another returnpath changing the same namespace (default 10).")
+    var wait: Double = 10
+
     func validate() throws {
         if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
+        if !(wait >= 0 && wait <= 86400) { throw ValidationError("--wait takes 0 to 86400 seconds") }
     }
 
     /// The namespace, and the lab topology when --lab.
@@ -85,9 +89,13 @@ struct ApplyCommand: ParsableCommand {
         let chosen = strategy ?? policy.strategy ?? .source
         let report: Report
         do {
-            report = try ReturnRouter(namespace: namespace).apply(policy, strategy: chosen, dryRun: dryRun)
+            let router = try ReturnRouter(namespace: namespace)
+            let lock = dryRun ? nil : try router.lock(role: "apply", wait: target.wait)
+            report = try withExtendedLifetime(lock) { () throws(ApplyError) in
+                try router.apply(policy, strategy: chosen, dryRun: dryRun)
+            }
         } catch {
-            throw fail(error.description, code: error.isInvalid ? 2 : 1)
+            throw fail(error.description, code: error.exitCode)
         }
         ReportPrinter.print(report, json: json, dryRun: dryRun, extra: ["strategy": chosen.rawValue, "target": "\(namespace)"])
     }
@@ -100,7 +108,7 @@ enum ReportPrinter {
         if json {
             var object: [String: Any] = [
                 "added": report.added, "removed": report.removed, "unchanged": report.unchanged, "dry_run": dryRun,
-                "changes": report.changes.map { ["action": $0.action, "kind": $0.kind, "object": $0.object, "command": $0.command] },
+                "changes": report.changes.map { ["action": $0.action.rawValue, "kind": $0.kind.rawValue, "object": $0.object, "command": $0.command] },
             ]
             for (key, value) in extra { object[key] = value }
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
@@ -112,7 +120,7 @@ enum ReportPrinter {
             Swift.print("# dry run: \(report.added) to add, \(report.removed) to remove, \(report.unchanged) unchanged")
             return
         }
-        for change in report.changes { Swift.print("\(change.action == "add" ? "+" : "-") \(change.kind) \(change.object)") }
+        for change in report.changes { Swift.print("\(change.action == .add ? "+" : "-") \(change.kind.rawValue) \(change.object)") }
         Swift.print("\(report.added) added, \(report.removed) removed, \(report.unchanged) unchanged")
     }
 }

@@ -4,7 +4,8 @@ import Netlink
 
 /// `returnpath bench connect`: the load generator of `bench datapath`, run inside the client's namespace (spawned
 /// there). Keeps `--concurrency` connections in flight for `--seconds` and counts the ones that completed (the
-/// server closes each at once). Prints one JSON object.
+/// server closes each at once), the ones that failed, and the ones that stalled (took longer than `--stall-ms`:
+/// a lost SYN-ACK costs a 1 s retransmit). Prints one JSON object.
 struct BenchConnect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "connect", abstract: "Connection-rate load generator (used by bench datapath).", shouldDisplay: false)
@@ -13,6 +14,7 @@ struct BenchConnect: ParsableCommand {
     @Option(name: .long) var port: UInt16
     @Option(name: .long) var seconds: Double = 2
     @Option(name: .long) var concurrency = 32
+    @Option(name: .long) var stallMs = 500
 
     func run() throws {
         guard let target = IPAddress(address), case .v4(let value) = target else { throw fail("bad address \(address)", code: 2) }
@@ -21,7 +23,8 @@ struct BenchConnect: ParsableCommand {
         sin.sin_port = port.bigEndian
         sin.sin_addr.s_addr = value.bigEndian
         var slots = [Int32](repeating: -1, count: concurrency)
-        var completed = 0, failed = 0
+        var started = [Date](repeating: Date(), count: concurrency)
+        var completed = 0, failed = 0, stalled = 0
         func open() -> Int32 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { return -1 }
@@ -34,7 +37,7 @@ struct BenchConnect: ParsableCommand {
         }
         let start = Date()
         let end = start.addingTimeInterval(seconds)
-        for i in slots.indices { slots[i] = open() }
+        for i in slots.indices { slots[i] = open(); started[i] = Date() }
         var buffer = [UInt8](repeating: 0, count: 64)
         while Date() < end {
             var fds = slots.map { pollfd(fd: $0, events: Int16(POLLIN | POLLOUT), revents: 0) }
@@ -51,12 +54,18 @@ struct BenchConnect: ParsableCommand {
                 } else {
                     continue   // connected, waiting for the server's close
                 }
+                if Date().timeIntervalSince(started[i]) * 1000 > Double(stallMs) { stalled += 1 }
                 close(slots[i])
                 slots[i] = open()
+                started[i] = Date()
             }
         }
         let elapsed = Date().timeIntervalSince(start)
-        for fd in slots where fd >= 0 { close(fd) }
-        print("{\"completed\":\(completed),\"failed\":\(failed),\"seconds\":\(elapsed)}")
+        // Still pending at the end and already too slow: stalled too.
+        for i in slots.indices where slots[i] >= 0 {
+            if Date().timeIntervalSince(started[i]) * 1000 > Double(stallMs) { stalled += 1 }
+            close(slots[i])
+        }
+        print("{\"completed\":\(completed),\"failed\":\(failed),\"stalled\":\(stalled),\"seconds\":\(elapsed)}")
     }
 }

@@ -154,9 +154,9 @@ struct BenchDatapath: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: batch); try? FileManager.default.removeItem(at: nft) }
         let lines = plan.routes.map { "route replace " + $0.description } + plan.rules.map { "rule add " + $0.description }
         try (lines.joined(separator: "\n") + "\n").write(to: batch, atomically: true, encoding: .utf8)
-        try (plan.nftables?.script ?? "").write(to: nft, atomically: true, encoding: .utf8)
+        try (plan.nftables?.creationScript() ?? "").write(to: nft, atomically: true, encoding: .utf8)
         return try time {
-            for (key, value) in plan.sysctls { try node.writeSysctl(key, value) }
+            for sysctl in plan.sysctls { try node.writeSysctl(sysctl.key, sysctl.value) }
             let ip = try ProgramRun.run(["ip", "-n", node.name ?? "", "-batch", batch.path])
             guard ip.status == 0 else { throw Failure(description: "ip -batch: \(ip.errors)") }
             if plan.nftables != nil {

@@ -17,8 +17,12 @@ struct RemoveCommand: ParsableCommand {
     func run() throws {
         let (namespace, _) = try target.resolve()
         let report: Report
-        do { report = try ReturnRouter(namespace: namespace).remove(dryRun: dryRun) } catch {
-            throw fail(error.description, code: error.isInvalid ? 2 : 1)
+        do {
+            let router = try ReturnRouter(namespace: namespace)
+            let lock = dryRun ? nil : try router.lock(role: "remove", wait: target.wait)
+            report = try withExtendedLifetime(lock) { () throws(ApplyError) in try router.remove(dryRun: dryRun) }
+        } catch {
+            throw fail(error.description, code: error.exitCode)
         }
         ReportPrinter.print(report, json: json, dryRun: dryRun, extra: ["target": "\(namespace)"])
     }

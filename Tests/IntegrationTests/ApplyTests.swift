@@ -102,10 +102,10 @@ struct ApplyTests {
             #expect(change.object["added"] as? Int == 1)
             #expect(change.object["removed"] as? Int == 0)
             let changes = change.object["changes"] as? [[String: Any]] ?? []
-            #expect(changes.map { $0["object"] as? String } == ["element 192.168.1.7 of set svc_0"])
+            #expect(changes.map { $0["object"] as? String } == ["element 192.168.1.7 of set svc_1"])
             // The chain was not reloaded: same rule handles.
             #expect(try run(["ip", "netns", "exec", node.name!, "nft", "-a", "list", "chain", "inet", "returnpath", "output"]) == handles)
-            #expect(try run(["ip", "netns", "exec", node.name!, "nft", "list", "set", "inet", "returnpath", "svc_0"]).contains("192.168.1.7"))
+            #expect(try run(["ip", "netns", "exec", node.name!, "nft", "list", "set", "inet", "returnpath", "svc_1"]).contains("192.168.1.7"))
             #expect(try returnpath("remove", "--lab", lab).status == 0)
         }
     }

@@ -108,15 +108,26 @@ struct ProbeTests {
                 try? FileManager.default.removeItem(atPath: textFile + ".pcap")
                 try? FileManager.default.removeItem(atPath: pcapFile)
             }
-            // tcpdump in the node's namespace, on the same traffic. Spawned by our own spawn, which resets the signal
+            // tcpdump in the node's namespace, on the same traffic, in immediate mode (else packets of the last second
+            // wait in the kernel's ring and are lost when tcpdump is stopped). Spawned by our own spawn, which resets the signal
             // mask: a child of a Swift concurrency thread would otherwise inherit blocked SIGTERM.
             let capture = textFile + ".pcap"
-            let tcpdump = try node.spawn(["tcpdump", "-i", "any", "-nn", "-U", "-w", capture, "tcp port 3000"],
+            var errors: [Int32] = [-1, -1]
+            try #require(pipe(&errors) == 0)
+            let tcpdump = try node.spawn(["tcpdump", "-i", "any", "-nn", "-U", "--immediate-mode", "-w", capture, "tcp port 3000"],
                                          descriptors: [ChildDescriptor(nil, as: 0), ChildDescriptor(nil, as: 1),
-                                                       ChildDescriptor(nil, as: 2)])
+                                                       ChildDescriptor(errors[1], as: 2)])
+            close(errors[1])
             var stopped = false
-            defer { if !stopped { kill(tcpdump, SIGKILL); _ = waitForExit(tcpdump) } }
-            usleep(800_000)  // tcpdump is listening
+            defer {
+                if !stopped { kill(tcpdump, SIGKILL); _ = waitForExit(tcpdump) }
+                close(errors[0])
+            }
+            // tcpdump says "listening on any, …" once its capture is open: from then on it sees every packet.
+            var said = ""
+            var byte: UInt8 = 0
+            while !said.contains("listening on"), read(errors[0], &byte, 1) == 1 { said.append(Character(UnicodeScalar(byte))) }
+            try #require(said.contains("listening on"), "tcpdump: \(said)")
             let (_, flows, _) = try probe(lab, ["--pcap", pcapFile, "--timeout", "1.5"])
             usleep(300_000)
             kill(tcpdump, SIGTERM)

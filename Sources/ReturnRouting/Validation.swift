@@ -1,0 +1,85 @@
+import Netlink
+
+extension ReturnRouter {
+    /// Every check that needs the node's state, before any change. Throws `.invalid` (exit 2, nothing changed).
+    public func validate(_ policy: Policy, strategy: Strategy) throws(ApplyError) {
+        let own = policy.ownership
+        guard !policy.interfaces.isEmpty else { throw .invalid("the policy lists no interfaces") }
+        let links: [Link]
+        do { links = try socket.links() } catch { throw .netlink(error) }
+        var seen: [IPPrefix: String] = [:]
+        for entry in policy.interfaces {
+            let at = entry.origin.map { "\($0): " } ?? ""
+            guard links.contains(where: { $0.name == entry.name }) else {
+                throw .invalid("\(at)unknown interface \(entry.name) in \(namespace)")
+            }
+            // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
+            if try isLocal(entry.gateway) {
+                throw .invalid("\(at)gateway \(entry.gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
+            }
+            let connected: [IPPrefix]
+            do { connected = try socket.addresses(family: .inet, interface: entry.name).map(\.prefix) } catch {
+                throw .netlink(error)
+            }
+            guard connected.contains(where: { $0.contains(entry.gateway) }) else {
+                throw .invalid("\(at)gateway \(entry.gateway) is not on a subnet connected to \(entry.name) (\(connected.map(\.cidr).joined(separator: ", ")))")
+            }
+            for service in entry.services {
+                // Source and mark tell interfaces apart by the reply's source address: one address, one interface.
+                // Static routes by destination and ingress by the request's interface: an address announced
+                // through several routers (anycast, ECMP) is theirs to handle.
+                if let other = seen[service], strategy == .source || strategy == .mark {
+                    throw .invalid("\(at)service \(service) is on both \(other) and \(entry.name): \(strategy) routes replies by their source address, which is the same on both paths; use --strategy ingress (replies leave by the interface the request came in on)")
+                }
+                seen[service] = seen[service] ?? entry.name
+            }
+            // An exempt prefix that covers the gateway or the clients would send their replies to main: the very
+            // asymmetry the policy is for (Kubernetes' default service CIDR 10.96.0.0/12 covers 10.96–10.111.x.x).
+            for exempt in policy.exempt {
+                if exempt.contains(entry.gateway) {
+                    throw .invalid("\(at)exempt prefix \(exempt.cidr) covers \(entry.gateway), the gateway of \(entry.name): replies would keep using the main table")
+                }
+                if let client = entry.clients.first(where: { exempt.contains($0) || $0.contains(exempt) }) {
+                    throw .invalid("\(at)exempt prefix \(exempt.cidr) overlaps client prefix \(client.cidr) of \(entry.name): replies would keep using the main table")
+                }
+            }
+            switch strategy {
+            case .static where entry.clients.isEmpty:
+                throw .invalid("\(at)static needs client prefixes on \(entry.name) (clients: […])")
+            case .source where entry.services.isEmpty, .mark where entry.services.isEmpty:
+                throw .invalid("\(at)\(strategy) needs service addresses on \(entry.name) (services: […])")
+            default: break
+            }
+        }
+        if strategy == .mark || strategy == .ingress {
+            if own.markMask & 0xc000 != 0 && !own.allowKubeProxyMarks {
+                throw .invalid("mark mask \(Planner.hex(own.markMask)) overlaps kube-proxy's 0x4000/0x8000 (set allowKubeProxyMarks: true to allow)")
+            }
+            guard policy.interfaces.count <= own.markValues else {
+                throw .invalid("mark mask \(Planner.hex(own.markMask)) tells \(own.markValues) interfaces apart; the policy has \(policy.interfaces.count)")
+            }
+        }
+        let strategyRules = strategy == .source ? policy.interfaces.reduce(0) { $0 + $1.services.count }
+                                                : policy.interfaces.count
+        guard policy.exempt.count <= Int(Planner.exemptPlaces),
+              UInt64(Planner.exemptPlaces) + UInt64(strategyRules) <= UInt64(own.priorityCount) else {
+            let advice = strategy == .source
+                ? ": use --strategy mark (one rule per interface, the services in an nftables set) or widen spec.ownership.priorityCount"
+                : ""
+            throw .invalid("the priority band of \(own.priorityCount) cannot hold \(policy.exempt.count) exempt (at most \(Planner.exemptPlaces)) and \(strategyRules) strategy rules\(advice)")
+        }
+        guard policy.interfaces.count + 1 <= Int(own.tableCount) else {
+            throw .invalid("the table range of \(own.tableCount) cannot hold \(policy.interfaces.count + 1) tables")
+        }
+    }
+
+    /// Whether the kernel routes `address` as local here. "Unreachable" means it is not local.
+    func isLocal(_ address: IPAddress) throws(ApplyError) -> Bool {
+        do { return try socket.lookup(RouteQuery(destination: address)).type == .local } catch {
+            if let errno = error.errno, errno == .networkUnreachable || errno == .noRouteToHost {
+                return false
+            }
+            throw .netlink(error)
+        }
+    }
+}
