@@ -64,6 +64,8 @@ extension NetlinkSocket {
         public var name: String
         public var flags: UInt32
         public var isInterval: Bool { flags & UInt32(NFT_SET_INTERVAL.rawValue) != 0 }
+        /// An anonymous set (`{ "eth1", "eth2" }` in a rule): it lives and dies with its rule.
+        public var isAnonymous: Bool { flags & UInt32(NFT_SET_ANONYMOUS.rawValue) != 0 }
     }
 
     /// Every rule of table FAMILY NAME, in chain order (the kernel filters the dump by table).

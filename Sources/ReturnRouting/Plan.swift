@@ -18,7 +18,9 @@ public struct Plan: Sendable, Equatable {
 }
 
 public enum Planner {
-    /// Rules of the strategy start this far into the band; the band's first places are for exempt rules.
+    /// Rules of the strategy start this far into the band. The places before hold rules that keep the main table:
+    /// exempt destinations from the bottom up, and (ingress) requests arriving on a policy interface from the top
+    /// down (priorityBase + 99 for slot 1, + 98 for slot 2, …).
     public static let exemptPlaces: UInt32 = 100
 
     /// Table of the interface in `slot` (1…): tableBase + slot. tableBase itself holds static routes.
@@ -91,35 +93,49 @@ public enum Planner {
             let keep = hex(~own.markMask), mask = hex(own.markMask)
             var output: [String] = [], prerouting: [String] = []
             var sets: [NftTable.Set] = []
+            let names = "{ " + entries.map { "\"\($0.name)\"" }.joined(separator: ", ") + " }"
             for entry in entries {
                 let slot = slots[entry.name] ?? 0
                 let value = own.mark(slot)
                 let mark = hex(value), setMark = "meta mark set meta mark & \(keep) | \(mark)"
+                let iif = "iifname \"\(entry.name)\""
                 routes.append(defaultRoute(own, slot, entry))
                 rules.append(Rule(priority: first + UInt32(slot - 1), fwmark: value, fwmask: own.markMask,
                                   table: table(own, slot), proto: proto))
-                // The reverse-path check of a packet that carries our mark looks it up with the mark.
+                // The reverse-path check (rp_filter) of a packet that carries our mark looks it up with the mark.
                 sysctls.append(.init(key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
                 if strategy == .mark {
                     let set = NftTable.Set(slot: slot, interface: entry.name, elements: entry.services)
                     sets.append(set)
+                    // Requests to the services carry the mark too: a strict rp_filter then checks their source
+                    // against the interface's table, not main (where it would point at eth0 and drop them).
+                    prerouting.append("\(iif) ip daddr @\(set.name) \(setMark)")
                     output.append("ip saddr @\(set.name) \(setMark)")
                 } else {
                     // Every packet of a connection whose initiator is behind the interface, while the connection
                     // has no ingress mark yet: new connections, and those that existed before ingress was applied.
-                    prerouting.append("iifname \"\(entry.name)\" ct direction original ct mark & \(mask) == 0 ct mark set ct mark & \(keep) | \(mark)")
+                    prerouting.append("\(iif) ct direction original ct mark & \(mask) == 0 ct mark set ct mark & \(keep) | \(mark)")
+                    // Requests to a local address (a service, before any DNAT) carry the mark, for a strict
+                    // rp_filter; their own route lookup keeps main (the rule below), so DNAT to pods still works.
+                    prerouting.append("\(iif) fib daddr type local \(setMark)")
+                    rules.append(Rule(priority: own.priorityBase + exemptPlaces - UInt32(slot), fwmark: value,
+                                      fwmask: own.markMask, inputInterface: entry.name, table: RouteTable.main, proto: proto))
+                    // Replies that are forwarded, not sent by a local socket (DNAT to a pod here, or a backend on
+                    // another node): their mark comes back from the connection before they are routed.
+                    prerouting.append("iifname != \(names) ct direction reply ct mark & \(mask) == \(mark) \(setMark)")
+                    // Replies of local sockets.
                     output.append("ct mark & \(mask) == \(mark) \(setMark)")
                 }
             }
             var chains: [NftTable.Chain] = []
-            if !prerouting.isEmpty {
-                chains.append(.init(name: "prerouting", hook: "type filter hook prerouting priority mangle; policy accept;",
-                                    rules: prerouting))
-            }
+            // Before routing (and, at mangle, before kube-proxy's DNAT).
+            chains.append(.init(name: "prerouting", hook: "type filter hook prerouting priority mangle; policy accept;",
+                                rules: prerouting))
             // A route-type chain: the kernel routes the packet again when its mark changed here.
             chains.append(.init(name: "output", hook: "type route hook output priority mangle; policy accept;", rules: output))
             nft = NftTable(sets: sets, chains: chains)
         }
+        rules.sort { ($0.priority ?? 0) < ($1.priority ?? 0) }
         return Plan(strategy: strategy, rules: rules, routes: routes, nftables: nft, sysctls: sysctls)
     }
 

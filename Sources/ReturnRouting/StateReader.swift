@@ -67,7 +67,7 @@ extension ReturnRouter {
             guard try netfilter.nftTableComment(family: family, table: name) != nil else { return nil }
             table = CurrentTable(chains: try netfilter.nftChains(family: family, table: name),
                                  rules: try netfilter.nftRules(family: family, table: name),
-                                 sets: try netfilter.nftSets(family: family, table: name))
+                                 sets: try netfilter.nftSets(family: family, table: name).filter { !$0.isAnonymous })
         } catch { throw .netlink(error) }
         guard let desired else { return table }
         for set in desired.sets where table.sets.contains(where: { $0.name == set.name && $0.isInterval == set.interval }) {
