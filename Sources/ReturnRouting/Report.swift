@@ -16,6 +16,8 @@ public struct Report: Sendable, Codable {
     public var unchanged = 0
     public var changes: [Change] = []
     public var warnings: [String] = []
+    /// How the change meets the node's settings (rp_filter per interface), shown by --dry-run and in JSON.
+    public var notes: [String] = []
 
     public init() {}
 

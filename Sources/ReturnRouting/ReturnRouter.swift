@@ -88,6 +88,7 @@ public final class ReturnRouter {
         for (key, original) in restores {
             report.record(.remove, .sysctl, "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
         }
+        report.notes = try reversePathNotes(policy, strategy: strategy, slots: slots)
         trace.phase("diff")
         if dryRun { return report }
 
@@ -125,6 +126,33 @@ public final class ReturnRouter {
         if record != previous { try store.save(record) }
         trace.phase("write")
         return report
+    }
+
+    /// What each interface's rp_filter (the kernel uses the maximum of `all` and the interface's) means for the
+    /// requests of this strategy.
+    private func reversePathNotes(_ policy: Policy, strategy: Strategy, slots: [String: Int]) throws(ApplyError) -> [String] {
+        let modes = ["0": "off (0)", "1": "strict (1)", "2": "loose (2)"]
+        let all: String
+        do { all = try namespace.readSysctl("net.ipv4.conf.all.rp_filter") } catch { throw .namespace(error) }
+        var notes: [String] = []
+        for entry in policy.interfaces {
+            let own: String
+            do { own = try namespace.readSysctl("net.ipv4.conf.\(entry.name).rp_filter") } catch { throw .namespace(error) }
+            let effective = max(all, own)
+            let mode = modes[effective] ?? effective
+            let table = Planner.table(policy.ownership, slots[entry.name] ?? 0)
+            let how: String
+            switch (effective, strategy) {
+            case ("0", _): how = "no reverse-path check"
+            case ("2", _): how = "the check passes when any route leads back to the client"
+            case (_, .static): how = "the check of a request uses table \(policy.ownership.tableBase), which routes its clients back through \(entry.name)"
+            case (_, .source): how = "the check of a request uses its service's rule (from SERVICE lookup \(table)), back through \(entry.name)"
+            case (_, .mark): how = "requests to the services are marked in prerouting: with src_valid_mark=1 the check uses table \(table), back through \(entry.name)"
+            case (_, .ingress): how = "requests to local addresses are marked in prerouting: with src_valid_mark=1 the check uses table \(table), back through \(entry.name)"
+            }
+            notes.append("rp_filter on \(entry.name) is \(mode) (all=\(all), \(entry.name)=\(own)): \(how)")
+        }
+        return notes
     }
 
     // MARK: remove

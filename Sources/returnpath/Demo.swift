@@ -71,6 +71,8 @@ struct DemoCommand: ParsableCommand {
         guard let policy = Policy.derived(from: topology, host: "node") else { throw StepFailed(description: "derive the policy") }
         let strategies: [Strategy] = strategy == .all ? Strategy.allCases : [Strategy(rawValue: strategy.rawValue)!]
         let returnRouter = try ReturnRouter(namespace: node)
+        let lock = try returnRouter.lock(role: "demo", wait: 10)
+        defer { withExtendedLifetime(lock) {} }
         for (i, chosen) in strategies.enumerated() {
             heading("3.\(i + 1) Fix with --strategy \(chosen.rawValue): \(Self.summary(chosen))")
             let report = try returnRouter.apply(policy, strategy: chosen, dryRun: false)
@@ -112,8 +114,21 @@ struct DemoCommand: ParsableCommand {
         say("\"from 192.168.2.1 lookup device1\": the reply leaves by eth1, and the router's strict rp_filter drops it.")
         _ = try returnRouter.remove(dryRun: false)
 
+        heading("5. A strict node (rp_filter=1, as RHEL-family nodes ship): every fix still works")
+        for key in ["all", "default", "eth1", "eth2"] { try node.writeSysctl("net.ipv4.conf.\(key).rp_filter", "1") }
+        say("sysctl net.ipv4.conf.{all,default,eth1,eth2}.rp_filter=1 on the node: a SYN from a client is dropped unless the")
+        say("reverse lookup of its source leads back out the interface it came in on.")
+        for chosen in strategies {
+            let report = try returnRouter.apply(policy, strategy: chosen, dryRun: false)
+            results = try prober.run(flows)
+            try check(results.allSatisfy(\.ok) && Set(results.compactMap(\.reply)) == ["svc1", "svc2"],
+                      "on a strict node, \(chosen.rawValue) should keep both flows symmetric and connected")
+            say("  \(chosen.rawValue): both flows symmetric and connected — \(report.notes.first ?? "")")
+            _ = try returnRouter.remove(dryRun: false)
+        }
+
         if !keep {
-            heading("5. returnpath lab down --name \(name)")
+            heading("6. returnpath lab down --name \(name)")
             let down = try manager.down(name: name)
             say("removed \(down.removedNamespaces.count) namespaces")
         }

@@ -17,6 +17,8 @@ struct RPFilterTests {
                 let node = try ns(lab, "node")
                 for key in keys { try node.writeSysctl("net.ipv4.conf.\(key).rp_filter", mode) }
                 let before = try state(node)
+                let dry = try returnpath("apply", "--lab", lab, "--strategy", strategy, "--dry-run")
+                #expect(dry.output.contains("# rp_filter on eth1 is \(mode == "1" ? "strict (1)" : "loose (2)")"), "\(dry.output)")
                 let first = try applyJSON(["--lab", lab, "--strategy", strategy])
                 #expect(first.status == 0, "\(first.raw.errors)")
                 let (status, flows, raw) = try probe(lab)
