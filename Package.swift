@@ -33,11 +33,11 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // Labs: topology files, building them in namespaces, their services and state.
+        // Labs: topology files, building them in namespaces, their services, DNAT rules (libnftables) and state.
         .target(
             name: "Lab",
             dependencies: [
-                "CLinux", "Netlink", "Namespace",
+                "CLinux", "CNftables", "Netlink", "Namespace",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

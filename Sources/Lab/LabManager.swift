@@ -35,6 +35,9 @@ public final class LabManager: Sendable {
         public var addresses: Int
         public var routes: Int
         public var services: Int
+        /// DNAT entries installed (or found in place), and how each host's nat table changed.
+        public var dnat: Int = 0
+        public var dnatChanges: [String: LabNat.Change] = [:]
     }
 
     // MARK: up
@@ -155,10 +158,17 @@ public final class LabManager: Sendable {
             // 5. Routes.
             report.routes = try routes()
             manager.progress("routes: \(report.routes)")
-            // 6. Carrier on every interface (the kernel settles it asynchronously), so that the lab does not change
+            // 6. DNAT rules (a table of the lab's own in each host that has entries; none elsewhere).
+            report.dnatChanges = try dnat()
+            report.dnat = topology.dnat.count
+            let changed = report.dnatChanges.filter { $0.value != .unchanged }.map { "\($0.value.rawValue) on \($0.key)" }.sorted()
+            if report.dnat > 0 || !changed.isEmpty {
+                manager.progress("dnat: \(report.dnat) (\(changed.isEmpty ? "unchanged" : changed.joined(separator: ", ")))")
+            }
+            // 7. Carrier on every interface (the kernel settles it asynchronously), so that the lab does not change
             //    after up returns.
             try waitForCarrier()
-            // 7. Services.
+            // 8. Services.
             try services(&state)
             report.services = state.services.count
             if report.services > 0 { manager.progress("services: \(report.services) answering") }
@@ -318,6 +328,21 @@ public final class LabManager: Sendable {
                 count += desired.count
             }
             return count
+        }
+
+        /// Every host's nat table made to hold exactly its DNAT entries.
+        func dnat() throws(LabError) -> [String: LabNat.Change] {
+            var changes: [String: LabNat.Change] = [:]
+            for host in topology.hosts {
+                // The host's own namespace, never the caller's: no socket for the host is an error.
+                let namespace = try socket(host.name).namespace
+                do {
+                    changes[host.name] = try LabNat.converge(host.dnat, lab: lab, in: namespace)
+                } catch {
+                    throw LabError(lab: lab, step: error.operation, host: host.name, reason: error.message)
+                }
+            }
+            return changes
         }
 
         /// Stops the lab's old service process and starts one for the current services; waits until they listen.

@@ -25,6 +25,9 @@ public struct Topology: Sendable, Equatable {
         public var routes: [RouteSpec]
         public var sysctls: [Sysctl]
         public var services: [Service]
+        /// Destination NAT in kube-proxy's shape: connections to a service address and port of this host are sent to
+        /// a backend (a pod: another host of the lab). Installed as nftables rules in the table `inet returnpath-lab`.
+        public var dnat: [DNAT] = []
 
         public func interface(_ name: String) -> Interface? { interfaces.first { $0.name == name } }
         /// Every address of the host (all interfaces, lo included).
@@ -62,6 +65,40 @@ public struct Topology: Sendable, Equatable {
         public var description: String { endpoint }
     }
 
+    /// One DNAT entry: SERVICE:PORT → BACKEND:PORT (TCP unless `proto` says udp), optionally masqueraded (the
+    /// backend then sees the host's own address as source, as kube-proxy does for externalTrafficPolicy: Cluster).
+    public struct DNAT: Sendable, Equatable, CustomStringConvertible {
+        public enum Proto: String, Sendable, Equatable, CaseIterable {
+            case tcp, udp
+        }
+
+        public var address: IPAddress
+        public var port: UInt16
+        public var backend: IPAddress
+        public var backendPort: UInt16
+        public var proto: Proto
+        public var masquerade: Bool
+
+        public init(address: IPAddress, port: UInt16, backend: IPAddress, backendPort: UInt16, proto: Proto = .tcp,
+                    masquerade: Bool = false) {
+            self.address = address
+            self.port = port
+            self.backend = backend
+            self.backendPort = backendPort
+            self.proto = proto
+            self.masquerade = masquerade
+        }
+
+        /// "192.168.1.1:3000"
+        public var service: String { address.endpoint(port: port) }
+        /// "10.244.0.10:3000"
+        public var backendEndpoint: String { backend.endpoint(port: backendPort) }
+        /// "192.168.1.1:3000 → 10.244.0.10:3000" (with "udp", "masquerade" when they apply).
+        public var description: String {
+            "\(service) → \(backendEndpoint)" + (proto == .tcp ? "" : " \(proto.rawValue)") + (masquerade ? " masquerade" : "")
+        }
+    }
+
     public struct Flow: Sendable, Equatable {
         public var source: String
         public var address: IPAddress
@@ -84,14 +121,27 @@ public struct Topology: Sendable, Equatable {
         hosts.flatMap { host in host.services.map { (host, $0) } }
     }
 
-    /// The file's flows, or else every client to every service it has a route to (seed: client1 → svc1,
-    /// client2 → svc2).
+    /// Every DNAT entry, with the host that does it.
+    public var dnat: [(host: Host, dnat: DNAT)] {
+        hosts.flatMap { host in host.dnat.map { (host, $0) } }
+    }
+
+    /// The DNAT entry of the host owning `address` for TCP connections to `address`:`port`, if there is one.
+    public func dnat(to address: IPAddress, port: UInt16) -> (host: Host, dnat: DNAT)? {
+        dnat.first { $0.dnat.proto == .tcp && $0.dnat.address == address && $0.dnat.port == port }
+    }
+
+    /// The file's flows, or else every client to every TCP endpoint it has a route to: services, then DNAT entries
+    /// (seed: client1 → svc1, client2 → svc2).
     public var defaultFlows: [Flow] {
         if !flows.isEmpty { return flows }
+        let endpoints = hosts.flatMap { host in
+            host.services.map { ($0.address, $0.port) } + host.dnat.filter { $0.proto == .tcp }.map { ($0.address, $0.port) }
+        }
         return hosts.filter { $0.role == .client }.flatMap { client in
-            services.filter { entry in
-                client.routes.contains { $0.destination.contains(entry.service.address) }
-            }.map { Flow(source: client.name, address: $0.service.address, port: $0.service.port) }
+            endpoints.filter { endpoint in
+                client.routes.contains { $0.destination.contains(endpoint.0) }
+            }.map { Flow(source: client.name, address: $0.0, port: $0.1) }
         }
     }
 

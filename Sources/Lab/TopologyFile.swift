@@ -53,11 +53,16 @@ private struct Parser {
         guard let hostsNode = reader.value(top, "hosts") else { throw reader.fail(root, "no \"hosts\" section") }
         var hosts: [Topology.Host] = []
         var seenAddresses: [IPAddress: String] = [:]
+        var backends: [(host: String, node: Node, address: IPAddress)] = []
         for entry in try reader.entries(hostsNode, "hosts") {
             try checkName(entry.key, entry.keyNode, "host name", maxLength: 32)
-            hosts.append(try host(entry.key, entry.value, networks: networks, seen: &seenAddresses))
+            hosts.append(try host(entry.key, entry.value, networks: networks, seen: &seenAddresses, backends: &backends))
         }
         if hosts.isEmpty { throw reader.fail(hostsNode, "no hosts") }
+        // A DNAT backend is a host of the lab (a pod, another node), which may come later in the file.
+        for backend in backends where !hosts.contains(where: { $0.addresses.contains(backend.address) }) {
+            throw reader.fail(backend.node, "DNAT backend \(backend.address) of host \(backend.host) is not an address of any host of the lab")
+        }
         for network in networks {
             let count = hosts.reduce(0) { $0 + $1.interfaces.filter { $0.network == network.name }.count }
             if count < 2 { throw reader.fail(networksNode, "network \(network.name) has \(count) member(s); it needs at least 2") }
@@ -87,10 +92,10 @@ private struct Parser {
         return endpoint
     }
 
-    func host(_ name: String, _ node: Node, networks: [Topology.Network],
-              seen: inout [IPAddress: String]) throws(TopologyError) -> Topology.Host {
+    func host(_ name: String, _ node: Node, networks: [Topology.Network], seen: inout [IPAddress: String],
+              backends: inout [(host: String, node: Node, address: IPAddress)]) throws(TopologyError) -> Topology.Host {
         let what = "host \(name)"
-        let fields = try reader.entries(node, what, allowed: ["role", "interfaces", "routes", "sysctls", "services"])
+        let fields = try reader.entries(node, what, allowed: ["role", "interfaces", "routes", "sysctls", "services", "dnat"])
         var role = Topology.Role.host
         if let roleNode = reader.value(fields, "role") {
             let text = try reader.string(roleNode, "role of \(what)")
@@ -187,8 +192,73 @@ private struct Parser {
                 services.append(.init(address: address, port: port, reply: reply))
             }
         }
+
+        var dnat: [Topology.DNAT] = []
+        if let dnatNode = reader.value(fields, "dnat") {
+            for entryNode in try reader.list(dnatNode, "dnat of \(what)") {
+                let (entry, backendNode) = try self.dnat(entryNode, host: what, interfaces: interfaces, services: services)
+                if dnat.contains(where: { $0.address == entry.address && $0.port == entry.port && $0.proto == entry.proto }) {
+                    throw reader.fail(entryNode, "DNAT of \(entry.proto.rawValue) \(entry.service) is declared twice on \(what)")
+                }
+                backends.append((name, backendNode, entry.backend))
+                dnat.append(entry)
+            }
+            // DNATed connections are forwarded to their backends: the host forwards unless its sysctls say otherwise.
+            let implied: [(AddressFamily, String)] = [(.inet, "net.ipv4.ip_forward"), (.inet6, "net.ipv6.conf.all.forwarding")]
+            for (family, key) in implied where dnat.contains(where: { $0.address.family == family })
+                && !sysctls.contains(where: { $0.key == key }) {
+                sysctls.append(.init(key: key, value: "1"))
+            }
+        }
         return Topology.Host(name: name, role: role, interfaces: interfaces, routes: routes, sysctls: sysctls,
-                             services: services)
+                             services: services, dnat: dnat)
+    }
+
+    /// `{service: ADDRESS:PORT, backend: ADDRESS:PORT, proto: tcp|udp, masquerade: false|true}`, and the backend's
+    /// node (whether it is a host of the lab is checked once every host is known).
+    func dnat(_ node: Node, host what: String, interfaces: [Topology.Interface],
+              services: [Topology.Service]) throws(TopologyError) -> (Topology.DNAT, Node) {
+        let fields = try reader.entries(node, "a DNAT entry of \(what)", allowed: ["service", "backend", "proto", "masquerade"])
+        guard let serviceNode = reader.value(fields, "service"), let backendNode = reader.value(fields, "backend") else {
+            throw reader.fail(node, "a DNAT entry of \(what) needs service (ADDRESS:PORT) and backend (ADDRESS:PORT)")
+        }
+        let serviceText = try reader.string(serviceNode, "DNAT service")
+        guard let (address, port) = IPAddress.parseEndpoint(serviceText) else {
+            throw reader.fail(serviceNode, "DNAT service \"\(serviceText)\" is not ADDRESS:PORT")
+        }
+        guard interfaces.contains(where: { $0.addresses.contains { $0.address == address } }) else {
+            throw reader.fail(serviceNode, "DNAT service address \(address) is not an address of \(what) (put it on lo, as for services)")
+        }
+        let backendText = try reader.string(backendNode, "DNAT backend")
+        guard let (backend, backendPort) = IPAddress.parseEndpoint(backendText) else {
+            throw reader.fail(backendNode, "DNAT backend \"\(backendText)\" is not ADDRESS:PORT")
+        }
+        guard backend.family == address.family else {
+            throw reader.fail(backendNode, "DNAT backend \(backend) is not of the service's address family")
+        }
+        if backend == address && backendPort == port {
+            throw reader.fail(backendNode, "DNAT backend \(backendText) is the service itself")
+        }
+        var proto = Topology.DNAT.Proto.tcp
+        if let protoNode = reader.value(fields, "proto") {
+            let text = try reader.string(protoNode, "DNAT proto")
+            guard let parsed = Topology.DNAT.Proto(rawValue: text) else {
+                throw reader.fail(protoNode, "DNAT proto \"\(text)\" is not tcp or udp")
+            }
+            proto = parsed
+        }
+        var masquerade = false
+        if let masqueradeNode = reader.value(fields, "masquerade") {
+            let text = try reader.string(masqueradeNode, "DNAT masquerade")
+            guard text == "true" || text == "false" else { throw reader.fail(masqueradeNode, "DNAT masquerade is true or false") }
+            masquerade = text == "true"
+        }
+        if proto == .tcp, services.contains(where: { $0.address == address && $0.port == port }) {
+            throw reader.fail(serviceNode, "DNAT of \(address.endpoint(port: port)) would take the connections of the service "
+                              + "of \(what) on that address and port: give one of them another port")
+        }
+        return (Topology.DNAT(address: address, port: port, backend: backend, backendPort: backendPort, proto: proto,
+                              masquerade: masquerade), backendNode)
     }
 
     func route(_ node: Node, host what: String, interfaces: [Topology.Interface],

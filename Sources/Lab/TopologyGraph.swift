@@ -28,6 +28,7 @@ public enum TopologyGraph {
                 rows.append(row)
             }
             for service in host.services { rows.append("service \(service.endpoint) → \"\(service.reply)\"") }
+            for entry in host.dnat { rows.append("dnat \(entry)") }
             for route in host.routes {
                 rows.append("route \(route.destination)" + (route.gateway.map { " via \($0)" } ?? "")
                             + (route.device.map { " dev \($0)" } ?? ""))
@@ -55,6 +56,7 @@ public enum TopologyGraph {
         for host in topology.hosts {
             var label = host.name
             for service in host.services { label += "\\n\(service.endpoint) \(service.reply)" }
+            for entry in host.dnat { label += "\\ndnat \(entry.service) to \(entry.backendEndpoint)" }
             lines.append("  \"\(host.name)\" [label=\"\(label)\"\(host.role == .client ? ", style=rounded" : "")];")
         }
         for network in topology.networks {
@@ -73,6 +75,7 @@ public enum TopologyGraph {
         var lines = ["graph LR"]
         for host in topology.hosts {
             let services = host.services.map { "<br/>\($0.endpoint) \($0.reply)" }.joined()
+                + host.dnat.map { "<br/>dnat \($0.service) to \($0.backendEndpoint)" }.joined()
             lines.append("  \(id(host.name))[\"\(host.name)\(services)\"]")
         }
         for network in topology.networks {

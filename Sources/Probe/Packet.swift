@@ -54,7 +54,9 @@ public struct TCPPacket: Sendable, Equatable {
         let clock = format2(seconds / 3600 % 24) + ":" + format2(seconds / 60 % 60) + ":" + format2(seconds % 60)
             + "." + String(repeating: "0", count: max(0, 6 - micro.count)) + micro
         let family = source.family == .inet6 ? "IP6" : "IP"
-        var line = "\(clock) \(interface.padding(toLength: 5, withPad: " ", startingAt: 0)) "
+        // tcpdump pads interface names to 5 columns and never cuts them (veth-pod1).
+        let name = interface.count >= 5 ? interface : interface.padding(toLength: 5, withPad: " ", startingAt: 0)
+        var line = "\(clock) \(name) "
             + "\(direction.rawValue.padding(toLength: 3, withPad: " ", startingAt: 0)) \(family) "
             + "\(source).\(sourcePort) > \(destination).\(destinationPort): Flags [\(flagText)]"
         if flags & (Self.syn | Self.fin | Self.rst) != 0 || length > 0 {

@@ -49,7 +49,12 @@ public struct FlowResult: Sendable {
     public var verdict: Verdict
     /// One sentence for non-symmetric verdicts.
     public var explanation: String?
+    /// The packets of the flow on the service's host, in time order: the client's side and, for a DNATed service,
+    /// the backend's side (the translated SYN leaving towards the backend, its reply coming back).
     public var packets: [TCPPacket]
+    /// For a service the host DNATs (a topology `dnat` entry): the backend, ADDRESS:PORT, and the host that has it.
+    public var backend: String?
+    public var backendHost: String?
 
     public var ok: Bool { verdict == .symmetric && connected }
 }
@@ -217,11 +222,23 @@ public struct Prober {
     private func judge(_ attempt: Attempt, captures: [String: PacketCapture]) -> FlowResult {
         let flow = attempt.flow
         let owner = topology.owner(of: flow.address)?.name
+        // A service the owner DNATs: the backend's side of the connection is evidence too.
+        let translation = topology.dnat(to: flow.address, port: flow.port).flatMap { $0.host.name == owner ? $0.dnat : nil }
         var packets: [TCPPacket] = []
+        var backendPackets: [TCPPacket] = []
         if let owner, let capture = captures[owner], let (address, port) = attempt.local {
             packets = capture.packets.filter { p in
                 (p.source == address && p.sourcePort == port && p.destination == flow.address && p.destinationPort == flow.port)
                     || (p.destination == address && p.destinationPort == port && p.source == flow.address && p.sourcePort == flow.port)
+            }
+            if let translation {
+                // Masquerading replaces the client's address (usually keeping its port): then match by port alone.
+                backendPackets = capture.packets.filter { p in
+                    (p.destination == translation.backend && p.destinationPort == translation.backendPort && p.sourcePort == port
+                        && (translation.masquerade || p.source == address))
+                        || (p.source == translation.backend && p.sourcePort == translation.backendPort && p.destinationPort == port
+                            && (translation.masquerade || p.destination == address))
+                }
             }
         }
         // libpcap shows a packet looped back through lo once, as incoming: there "In" from the service is its way out.
@@ -237,8 +254,19 @@ public struct Prober {
         var result = FlowResult(flow: flow, serviceHost: owner, clientAddress: attempt.local?.0, clientPort: attempt.local?.1,
                                 connected: attempt.connected, reply: attempt.connected && !attempt.received.isEmpty ? attempt.result : nil,
                                 result: attempt.result, ingress: ingress, egress: egress, verdict: .unreached,
-                                explanation: nil, packets: packets)
+                                explanation: nil, packets: (packets + backendPackets).sorted { $0.time < $1.time },
+                                backend: translation?.backendEndpoint,
+                                backendHost: translation.flatMap { topology.owner(of: $0.backend)?.name })
         let client = attempt.local?.0.description ?? "the client"
+        // "; node DNATs 192.168.1.1:3000 to 10.244.0.10:3000 (pod1), whose SYN-ACK came back on veth-pod1"
+        let toBackend = backendPackets.first { $0.isSYN && $0.direction == .outgoing }
+        let fromBackend = backendPackets.first { $0.isSYNACK && $0.direction == .incoming }
+        var dnatNote = ""
+        if let translation {
+            dnatNote = "; \(owner ?? "the host") DNATs \(flow.service) to \(translation.backendEndpoint)"
+                + (result.backendHost.map { " (\($0))" } ?? "")
+            if let fromBackend { dnatNote += ", whose SYN-ACK came back on \(fromBackend.interface) and was forwarded" }
+        }
         if ingress == nil {
             result.verdict = .unreached
             if owner == nil {
@@ -253,11 +281,24 @@ public struct Prober {
             result.explanation = "\(owner ?? "the host") answered RST via \(reset?.interface ?? "?"): nothing listens on \(flow.service)"
         } else if synAck == nil {
             result.verdict = .unanswered
-            result.explanation = "the SYN arrived on \(ingress ?? "?") but \(owner ?? "the host") sent nothing back (no listener, or a firewall dropped it)"
+            if let translation, toBackend == nil {
+                result.explanation = "the SYN arrived on \(ingress ?? "?") but was not forwarded to the DNAT backend "
+                    + "\(translation.backendEndpoint) (is forwarding on, is there a route to it?)"
+            } else if let translation, let toBackend {
+                result.explanation = "the SYN arrived on \(ingress ?? "?") and was DNATed to \(translation.backendEndpoint) via "
+                    + "\(toBackend.interface), but no reply left \(owner ?? "the host")"
+                    + (fromBackend == nil ? " (the backend did not answer)" : "")
+            } else {
+                result.explanation = "the SYN arrived on \(ingress ?? "?") but \(owner ?? "the host") sent nothing back (no listener, or a firewall dropped it)"
+            }
         } else if egress != ingress {
             result.verdict = .asymmetric
-            result.explanation = "reply to \(client) left via \(egress ?? "?")\(route(owner, to: attempt.local?.0, from: flow.address)) "
-                + "but the request arrived on \(ingress ?? "?")"
+            // A DNATed reply is routed as it arrives from the backend (forwarded), before it is de-NATed.
+            let how = translation != nil && fromBackend != nil
+                ? route(owner, to: attempt.local?.0, from: translation?.backend, arrivingOn: fromBackend?.interface)
+                : route(owner, to: attempt.local?.0, from: flow.address)
+            result.explanation = "reply to \(client) left via \(egress ?? "?")\(how) "
+                + "but the request arrived on \(ingress ?? "?")" + dnatNote
                 + (attempt.connected ? " (it connected only because nothing on the way checks the path)" : "")
         } else {
             result.verdict = .symmetric
@@ -269,9 +310,11 @@ public struct Prober {
     }
 
     /// " (default route via 10.111.220.1)": the route the service's host uses to answer, from the kernel.
-    private func route(_ owner: String?, to client: IPAddress?, from service: IPAddress) -> String {
+    /// With `arrivingOn`, the decision for a packet forwarded from that interface.
+    private func route(_ owner: String?, to client: IPAddress?, from service: IPAddress?, arrivingOn input: String? = nil) -> String {
         guard let owner, let client, let ns = try? namespace(owner), let socket = try? NetlinkSocket(namespace: ns),
-              let decision = try? socket.lookup(RouteQuery(destination: client, source: service), fibMatch: true) else { return "" }
+              let decision = try? socket.lookup(RouteQuery(destination: client, source: service, inputInterface: input),
+                                                fibMatch: true) else { return "" }
         var text = " (" + (decision.matchedPrefix.map { $0.isDefault ? "default route" : "route \($0)" } ?? "route")
         if let gateway = decision.gateway { text += " via \(gateway)" }
         if decision.table != RouteTable.main { text += " in table \(RouteTable.name(decision.table))" }

@@ -69,6 +69,16 @@ struct LabStatus: ParsableCommand {
                                   service.answers ? "yes" : "no (\(service.answer))"], widths: [10, 20, 8]))
             }
         }
+        if !lab.dnat.isEmpty {
+            lines.append("")
+            lines.append(row(["HOST", "DNAT", "BACKEND", "RULES", "ANSWERS"], widths: [10, 20, 25, 10]))
+            for entry in lab.dnat {
+                let answers = entry.answers.map { $0 ? "yes (\(entry.answer ?? ""))" : "no (\(entry.answer ?? ""))" } ?? "\(entry.proto): not checked"
+                lines.append(row([entry.host, entry.service + (entry.proto == "tcp" ? "" : "/\(entry.proto)"),
+                                  entry.backend + (entry.masquerade ? " masq" : ""), entry.installed ? "in place" : "differs",
+                                  answers], widths: [10, 20, 25, 10]))
+            }
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -112,6 +112,8 @@ struct ProbeCommand: ParsableCommand {
                 "client": r.clientAddress.map { "\($0)" as Any } ?? NSNull(),
                 "client_port": r.clientPort.map { Int($0) as Any } ?? NSNull(),
                 "explanation": r.explanation.map { $0 as Any } ?? NSNull(),
+                "backend": r.backend.map { $0 as Any } ?? NSNull(),
+                "backend_host": r.backendHost.map { $0 as Any } ?? NSNull(),
                 "packets": r.packets.map { p -> [String: Any] in
                     ["time": p.time, "interface": p.interface, "direction": p.direction.rawValue,
                      "source": "\(p.source)", "source_port": Int(p.sourcePort), "destination": "\(p.destination)",

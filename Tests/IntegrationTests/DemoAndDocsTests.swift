@@ -48,6 +48,18 @@ struct DemoAndDocsTests {
         #expect(checked >= 10, "only \(checked) documented commands found")
     }
 
+    /// Every topology file in docs/ (policies aside) is valid and `lab graph -f` draws it.
+    @Test func everyDocumentedTopologyParses() throws {
+        let docs = repositoryRoot.appendingPathComponent("docs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: docs.path)
+            .filter { $0.hasSuffix(".yaml") && !$0.hasPrefix("policy-") }.sorted()
+        #expect(Set(["seed.yaml", "ipv6-lab.yaml", "seed-k8s.yaml", "anycast.yaml"]).isSubset(of: Set(files)), "\(files)")
+        for file in files {
+            let result = try returnpath("lab", "graph", "-f", docs.appendingPathComponent(file).path)
+            #expect(result.status == 0, "docs/\(file): \(result.errors)")
+        }
+    }
+
     func parseOnly(_ arguments: [String]) throws -> CLIResult {
         try execute(returnpathBinary, arguments, environment: ["RETURNPATH_PARSE_ONLY": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
     }
