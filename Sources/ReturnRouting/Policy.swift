@@ -52,11 +52,26 @@ public struct Ownership: Sendable, Equatable, Codable {
 
 /// A return-traffic policy: per interface its gateway, the services answered through it, the clients behind it.
 public struct Policy: Sendable, Equatable {
+    /// `servicesFrom: {interface: lo, prefixes: [192.168.1.0/24]}`.
+    public struct ServicesFrom: Sendable, Equatable {
+        public var interface: String
+        public var prefixes: [IPPrefix]
+        public init(interface: String, prefixes: [IPPrefix]) {
+            self.interface = interface
+            self.prefixes = prefixes
+        }
+        /// Whether an address found on `interface` is a service of the entry.
+        public func covers(_ address: IPAddress) -> Bool { prefixes.contains { $0.contains(address) } }
+    }
+
     public struct Interface: Sendable, Equatable {
         public var name: String
         public var gateway: IPAddress
         public var services: [IPPrefix]
         public var clients: [IPPrefix]
+        /// Services found at apply time: the global addresses on an interface inside some prefixes (MetalLB,
+        /// kube-vip and BGP speakers add and remove LoadBalancer addresses at run time).
+        public var servicesFrom: ServicesFrom?
         /// Where the entry came from, for error messages ("policy.yaml:12").
         public var origin: String?
 
@@ -124,7 +139,7 @@ public enum PolicyFile {
         var interfaces: [Policy.Interface] = []
         guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
         for node in try reader.list(interfacesNode, "spec.interfaces") {
-            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "services", "clients"])
+            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "services", "servicesFrom", "clients"])
             guard let nameNode = reader.value(fields, "name"), let gatewayNode = reader.value(fields, "gateway") else {
                 throw reader.fail(node, "an interface needs name and gateway")
             }
@@ -143,6 +158,23 @@ public enum PolicyFile {
                     guard prefix.family == .inet else { throw reader.fail(item, "only IPv4 \(key) for now") }
                     entry[keyPath: target].append(prefix)
                 }
+            }
+            if let fromNode = reader.value(fields, "servicesFrom") {
+                let from = try reader.entries(fromNode, "servicesFrom of \(ifName)", allowed: ["interface", "prefixes"])
+                guard let fromInterface = reader.value(from, "interface"), let prefixesNode = reader.value(from, "prefixes") else {
+                    throw reader.fail(fromNode, "servicesFrom of \(ifName) needs interface and prefixes")
+                }
+                let source = try reader.string(fromInterface, "servicesFrom interface")
+                if let problem = Link.validate(name: source) { throw reader.fail(fromInterface, problem) }
+                var prefixes: [IPPrefix] = []
+                for item in try reader.list(prefixesNode, "servicesFrom prefixes of \(ifName)") {
+                    let prefix = try reader.prefix(item, "servicesFrom prefixes of \(ifName)")
+                    guard prefix.isCanonical else { throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)") }
+                    guard prefix.family == .inet else { throw reader.fail(item, "only IPv4 prefixes for now") }
+                    prefixes.append(prefix)
+                }
+                guard !prefixes.isEmpty else { throw reader.fail(prefixesNode, "servicesFrom of \(ifName) lists no prefixes") }
+                entry.servicesFrom = Policy.ServicesFrom(interface: source, prefixes: prefixes)
             }
             if interfaces.contains(where: { $0.name == ifName }) {
                 throw reader.fail(nameNode, "interface \(ifName) is listed twice")

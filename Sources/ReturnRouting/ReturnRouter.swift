@@ -44,8 +44,30 @@ public final class ReturnRouter {
 
     // MARK: apply
 
-    public func apply(_ policy: Policy, strategy: Strategy, dryRun: Bool) throws(ApplyError) -> Report {
+    /// The policy with the services its `servicesFrom` entries find now: the global IPv4 addresses on that
+    /// interface inside its prefixes, added (once) to the entry's services.
+    public func resolvingServices(_ policy: Policy) throws(ApplyError) -> Policy {
+        guard policy.interfaces.contains(where: { $0.servicesFrom != nil }) else { return policy }
+        var resolved = policy
+        var found: [String: [IPAddress]] = [:]
+        for (i, entry) in policy.interfaces.enumerated() {
+            guard let from = entry.servicesFrom else { continue }
+            if found[from.interface] == nil {
+                do {
+                    found[from.interface] = try socket.addresses(family: .inet, interface: from.interface)
+                        .filter { $0.scope == .universe }.map(\.prefix.address)
+                } catch { throw .netlink(error) }
+            }
+            let listed = Set(entry.services)
+            let more = (found[from.interface] ?? []).filter(from.covers).map { IPPrefix(host: $0) }.filter { !listed.contains($0) }
+            resolved.interfaces[i].services += Array(Set(more)).sorted()
+        }
+        return resolved
+    }
+
+    public func apply(_ given: Policy, strategy: Strategy, dryRun: Bool) throws(ApplyError) -> Report {
         let trace = Trace(enabled: ProcessInfo.processInfo.environment["RETURNPATH_TRACE"] != nil)
+        let policy = try resolvingServices(given)
         try validate(policy, strategy: strategy)
         let own = policy.ownership
         let previous = try store.load()

@@ -13,6 +13,9 @@ extension ReturnRouter {
             guard links.contains(where: { $0.name == entry.name }) else {
                 throw .invalid("\(at)unknown interface \(entry.name) in \(namespace)")
             }
+            if let from = entry.servicesFrom, !links.contains(where: { $0.name == from.interface }) {
+                throw .invalid("\(at)servicesFrom: unknown interface \(from.interface) in \(namespace)")
+            }
             // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
             if try isLocal(entry.gateway) {
                 throw .invalid("\(at)gateway \(entry.gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
@@ -46,8 +49,9 @@ extension ReturnRouter {
             switch strategy {
             case .static where entry.clients.isEmpty:
                 throw .invalid("\(at)static needs client prefixes on \(entry.name) (clients: […])")
-            case .source where entry.services.isEmpty, .mark where entry.services.isEmpty:
-                throw .invalid("\(at)\(strategy) needs service addresses on \(entry.name) (services: […])")
+            case .source where entry.services.isEmpty && entry.servicesFrom == nil,
+                 .mark where entry.services.isEmpty && entry.servicesFrom == nil:
+                throw .invalid("\(at)\(strategy) needs service addresses on \(entry.name) (services: […] or servicesFrom: {interface: lo, prefixes: […]})")
             default: break
             }
         }

@@ -237,3 +237,41 @@ struct ApplyContractTests {
         }
     }
 }
+
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct ServicesFromTests {
+    /// `servicesFrom`: the services are the global addresses on lo inside the prefixes, as they are when apply runs.
+    @Test func servicesFollowTheAddressesOnLo() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let policy = """
+                apiVersion: returnpath.dev/v1alpha1
+                kind: ReturnTrafficPolicy
+                spec:
+                  strategy: mark
+                  interfaces:
+                    - {name: eth1, gateway: 10.111.221.21, servicesFrom: {interface: lo, prefixes: [192.168.1.0/24]}}
+                    - {name: eth2, gateway: 10.111.222.21, servicesFrom: {interface: lo, prefixes: [192.168.2.0/24]}}
+                """
+            let path = try writeTemporary(policy)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let first = try applyJSON(["--lab", lab, "-f", path])
+            #expect(first.status == 0, "\(first.raw.errors)")
+            let set = { try run(["ip", "netns", "exec", node.name!, "nft", "-j", "list", "set", "inet", "returnpath", "svc_1"]) }
+            #expect(try set().contains("\"192.168.1.1\""))
+            let (status, _, raw) = try probe(lab)
+            #expect(status == 0, "\(raw.output)")
+
+            try ip(node, "address", "add", "192.168.1.7/32", "dev", "lo")
+            let added = try applyJSON(["--lab", lab, "-f", path])
+            let objects = (added.object["changes"] as? [[String: Any]] ?? []).compactMap { $0["object"] as? String }
+            #expect(objects == ["element 192.168.1.7 of set svc_1"])
+            try ip(node, "address", "del", "192.168.1.7/32", "dev", "lo")
+            let removed = try applyJSON(["--lab", lab, "-f", path])
+            #expect((removed.object["changes"] as? [[String: Any]] ?? []).compactMap { $0["object"] as? String } == ["element 192.168.1.7 of set svc_1"])
+            #expect(removed.object["removed"] as? Int == 1)
+            #expect(!(try set().contains("192.168.1.7")))
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+        }
+    }
+}
