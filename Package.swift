@@ -33,11 +33,20 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Reading YAML documents (topologies, policies): every problem is FILE:LINE, and hostile input (deep nesting,
+        // alias bombs, huge files) is refused, never a crash or a hang.
+        .target(
+            name: "YAMLFile",
+            dependencies: [
+                "Netlink",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // Labs: topology files, building them in namespaces, their services, DNAT rules (libnftables) and state.
         .target(
             name: "Lab",
             dependencies: [
-                "CLinux", "CNftables", "Netlink", "Namespace",
+                "CLinux", "CNftables", "Netlink", "Namespace", "YAMLFile",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -58,21 +67,23 @@ let package = Package(
         .target(
             name: "ReturnRouting",
             dependencies: [
-                "CNftables", "Netlink", "Namespace", "Lab",
+                "CNftables", "Netlink", "Namespace", "YAMLFile",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Where a lab and a policy meet: the policy a lab topology implies for one of its hosts.
+        .target(name: "LabPolicy", dependencies: ["Lab", "Netlink", "ReturnRouting"]),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe", "ReturnRouting"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -1,6 +1,10 @@
 import Foundation
 import Netlink
+import YAMLFile
 import Yams
+
+/// A topology file that cannot be built. Nothing was created.
+public typealias TopologyError = FileError
 
 /// Reads and validates topology files (YAML). Every check runs before anything is created.
 public enum TopologyFile {

@@ -1,5 +1,5 @@
-import Lab
 import Netlink
+import YAMLFile
 import Yams
 
 /// How replies are steered back out of the interface their request came in on.
@@ -213,37 +213,5 @@ public enum PolicyFile {
             }
         }
         return Policy(name: name, strategy: strategy, interfaces: interfaces, exempt: exempt, ownership: ownership)
-    }
-}
-
-extension Policy {
-    /// The policy a lab implies for host `host` (default node): for each of its interfaces, the neighbour that routes
-    /// some of the host's services to it is its gateway; those services; and the networks of the clients that reach
-    /// them through that neighbour.
-    public static func derived(from topology: Topology, host name: String) -> Policy? {
-        guard let host = topology.host(name) else { return nil }
-        var interfaces: [Interface] = []
-        let serviceAddresses = host.services.map(\.address)
-        for interface in host.interfaces {
-            guard let network = interface.network, let mine = interface.addresses.first?.address else { continue }
-            for (neighbour, theirs) in topology.members(of: network) where neighbour.name != host.name {
-                let routed = serviceAddresses.filter { service in
-                    neighbour.routes.contains { $0.gateway == mine && $0.destination.contains(service) }
-                }
-                guard !routed.isEmpty, let gateway = theirs.addresses.first?.address else { continue }
-                let clients = topology.hosts.filter { $0.role == .client }.filter { client in
-                    client.routes.contains { route in
-                        routed.contains { route.destination.contains($0) }
-                            && route.gateway.map { gw in neighbour.addresses.contains(gw) } == true
-                    }
-                }.flatMap { client in
-                    client.interfaces.compactMap { $0.network }.compactMap { topology.network($0)?.subnet }
-                }
-                interfaces.append(Interface(name: interface.name, gateway: gateway, services: routed.map { IPPrefix(host: $0) },
-                                            clients: Array(Set(clients)).sorted()))
-            }
-        }
-        guard !interfaces.isEmpty else { return nil }
-        return Policy(name: "\(topology.name)-\(name)", interfaces: interfaces)
     }
 }

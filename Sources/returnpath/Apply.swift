@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lab
+import LabPolicy
 import Namespace
 import ReturnRouting
 

@@ -1,5 +1,6 @@
 import Foundation
 import Lab
+import LabPolicy
 import Netlink
 @testable import ReturnRouting
 import Testing

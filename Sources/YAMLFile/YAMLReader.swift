@@ -20,9 +20,6 @@ public struct FileError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 }
 
-/// A topology file that cannot be built. Nothing was created.
-public typealias TopologyError = FileError
-
 /// Reads YAML documents (topologies, policies) with line numbers at hand: every problem is FILE:LINE: problem.
 public struct YAMLReader: Sendable {
     public let file: String
