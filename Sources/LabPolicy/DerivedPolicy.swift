@@ -4,17 +4,21 @@ import ReturnRouting
 
 extension Policy {
     /// The policy a lab implies for host `host` (default node): for each of its interfaces, the neighbour that routes
-    /// some of the host's services to it is its gateway; those services; and the networks of the clients that reach
-    /// them through that neighbour.
+    /// some of the host's service addresses (its services and its DNAT entries) to it is its gateway; those services;
+    /// and the networks of the clients that reach them through that neighbour. A neighbour's default route does not
+    /// count: a pod whose default route is the node is not a router of the node's services.
     public static func derived(from topology: Topology, host name: String) -> Policy? {
         guard let host = topology.host(name) else { return nil }
         var interfaces: [Interface] = []
-        let serviceAddresses = host.services.map(\.address)
+        var serviceAddresses: [IPAddress] = []
+        for address in host.services.map(\.address) + host.dnat.map(\.address) where !serviceAddresses.contains(address) {
+            serviceAddresses.append(address)
+        }
         for interface in host.interfaces {
             guard let network = interface.network, let mine = interface.addresses.first?.address else { continue }
             for (neighbour, theirs) in topology.members(of: network) where neighbour.name != host.name {
                 let routed = serviceAddresses.filter { service in
-                    neighbour.routes.contains { $0.gateway == mine && $0.destination.contains(service) }
+                    neighbour.routes.contains { $0.gateway == mine && $0.destination.length > 0 && $0.destination.contains(service) }
                 }
                 guard !routed.isEmpty, let gateway = theirs.addresses.first?.address else { continue }
                 let clients = topology.hosts.filter { $0.role == .client }.filter { client in

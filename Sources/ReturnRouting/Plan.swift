@@ -104,6 +104,11 @@ public enum Planner {
                                   table: table(own, slot), proto: proto))
                 // The reverse-path check (rp_filter) of a packet that carries our mark looks it up with the mark.
                 sysctls.append(.init(key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
+                // Requests marked on their way in (below, for rp_filter) keep main for their own route lookup: a
+                // request DNATed to a pod must go to the pod, not back out the interface. (The reverse-path check
+                // looks up with iif lo, so this rule does not apply to it.)
+                rules.append(Rule(priority: own.priorityBase + exemptPlaces - UInt32(slot), fwmark: value,
+                                  fwmask: own.markMask, inputInterface: entry.name, table: RouteTable.main, proto: proto))
                 if strategy == .mark {
                     let set = NftTable.Set(slot: slot, interface: entry.name, elements: entry.services)
                     sets.append(set)
@@ -118,8 +123,6 @@ public enum Planner {
                     // Requests to a local address (a service, before any DNAT) carry the mark, for a strict
                     // rp_filter; their own route lookup keeps main (the rule below), so DNAT to pods still works.
                     prerouting.append("\(iif) fib daddr type local \(setMark)")
-                    rules.append(Rule(priority: own.priorityBase + exemptPlaces - UInt32(slot), fwmark: value,
-                                      fwmask: own.markMask, inputInterface: entry.name, table: RouteTable.main, proto: proto))
                     // Replies that are forwarded, not sent by a local socket (DNAT to a pod here, or a backend on
                     // another node): their mark comes back from the connection before they are routed.
                     prerouting.append("iifname != \(names) ct direction reply ct mark & \(mask) == \(mark) \(setMark)")

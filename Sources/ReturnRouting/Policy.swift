@@ -100,6 +100,22 @@ public struct Policy: Sendable, Equatable {
         self.ownership = ownership
     }
 
+    /// The strategy when neither the command line nor the policy names one: `source`, unless a service is announced
+    /// through several interfaces (anycast, ECMP: one address behind two routers), where only `ingress` can tell
+    /// the paths apart. The reason is returned for the user.
+    public var defaultStrategy: (strategy: Strategy, reason: String?) {
+        var seen: [IPPrefix: String] = [:]
+        for entry in interfaces {
+            for service in entry.services {
+                if let other = seen[service], other != entry.name {
+                    return (.ingress, "\(service) is announced through \(other) and \(entry.name): only ingress tells the paths apart")
+                }
+                seen[service] = entry.name
+            }
+        }
+        return (.source, nil)
+    }
+
     public static let apiVersion = "returnpath.dev/v1alpha1"
     public static let kind = "ReturnTrafficPolicy"
 }

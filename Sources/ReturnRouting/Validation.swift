@@ -65,13 +65,13 @@ extension ReturnRouter {
         }
         let strategyRules = strategy == .source ? policy.interfaces.reduce(0) { $0 + $1.services.count }
                                                 : policy.interfaces.count
-        let mainPlaces = policy.exempt.count + (strategy == .ingress ? policy.interfaces.count : 0)
+        let mainPlaces = policy.exempt.count + (strategy == .ingress || strategy == .mark ? policy.interfaces.count : 0)
         guard mainPlaces <= Int(Planner.exemptPlaces),
               UInt64(Planner.exemptPlaces) + UInt64(strategyRules) <= UInt64(own.priorityCount) else {
             let advice = strategy == .source
                 ? ": use --strategy mark (one rule per interface, the services in an nftables set) or widen spec.ownership.priorityCount"
                 : ""
-            throw .invalid("the priority band of \(own.priorityCount) cannot hold \(policy.exempt.count) exempt (at most \(Planner.exemptPlaces) with ingress's one per interface) and \(strategyRules) strategy rules\(advice)")
+            throw .invalid("the priority band of \(own.priorityCount) cannot hold \(policy.exempt.count) exempt (at most \(Planner.exemptPlaces) with mark's and ingress's one per interface) and \(strategyRules) strategy rules\(advice)")
         }
         guard policy.interfaces.count + 1 <= Int(own.tableCount) else {
             throw .invalid("the table range of \(own.tableCount) cannot hold \(policy.interfaces.count + 1) tables")

@@ -63,7 +63,7 @@ struct ApplyCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Policy file (YAML). With --lab, default: derived from the lab's topology.")
     var file: String?
 
-    @Option(name: .long, help: "static, source, mark or ingress. Default: the policy's, else source.")
+    @Option(name: .long, help: "static, source, mark or ingress. Default: the policy's, else source (ingress when a service is announced through several interfaces).")
     var strategy: Strategy?
 
     @OptionGroup var target: TargetOptions
@@ -87,7 +87,11 @@ struct ApplyCommand: ParsableCommand {
         } else {
             throw fail("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)", code: 2)
         }
-        let chosen = strategy ?? policy.strategy ?? .source
+        let fallback = policy.defaultStrategy
+        let chosen = strategy ?? policy.strategy ?? fallback.strategy
+        if strategy == nil && policy.strategy == nil, let reason = fallback.reason {
+            FileHandle.standardError.write(Data("returnpath: strategy \(chosen): \(reason)\n".utf8))
+        }
         let report: Report
         do {
             let router = try ReturnRouter(namespace: namespace)

@@ -31,7 +31,9 @@ struct PolicyTests {
         #expect(fixed.rules.map(\.description) == ["pref 20100 from all lookup 52000 proto 212"])
 
         let mark = Planner.plan(policy, strategy: .mark)
-        #expect(mark.rules.map(\.description) == ["pref 20100 from all fwmark 0x2000000/0xe000000 lookup 52001 proto 212",
+        #expect(mark.rules.map(\.description) == ["pref 20098 from all fwmark 0x4000000/0xe000000 iif eth2 lookup main proto 212",
+                                                  "pref 20099 from all fwmark 0x2000000/0xe000000 iif eth1 lookup main proto 212",
+                                                  "pref 20100 from all fwmark 0x2000000/0xe000000 lookup 52001 proto 212",
                                                   "pref 20101 from all fwmark 0x4000000/0xe000000 lookup 52002 proto 212"])
         let table = try #require(mark.nftables)
         #expect(table.sets.map(\.name) == ["svc_1", "svc_2"])
