@@ -8,6 +8,8 @@ import Probe
 import ReturnRouting
 
 /// `returnpath demo`: the seed POC's story end to end, narrated, on a fresh lab of its own.
+extension BuiltinTopology: ExpressibleByArgument {}
+
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
@@ -20,6 +22,9 @@ struct DemoCommand: ParsableCommand {
 
     @Option(name: .long, help: "The fix to show: static, source, mark, ingress or all.")
     var strategy: Choice = .all
+
+    @Option(name: .long, help: "The story: seed (the POC), anycast (one service behind two routers) or k8s (kube-proxy DNAT to pods).")
+    var topology: BuiltinTopology = .seed
 
     @Flag(name: .long, help: "Keep the lab afterwards (returnpath lab down --name demo removes it).")
     var keep = false
@@ -37,7 +42,11 @@ struct DemoCommand: ParsableCommand {
         if !keep { scratch.onCleanup { _ = try? manager.down(name: lab) } }
         defer { if !keep { scratch.removeAll() } }
         do {
-            try story(manager)
+            switch topology {
+            case .seed: try story(manager)
+            case .anycast: try anycastStory(manager)
+            case .k8s: try k8sStory(manager)
+            }
         } catch let error as StepFailed {
             throw fail("demo failed: \(error)", code: 1)
         }

@@ -13,6 +13,19 @@ struct DemoAndDocsTests {
             #expect(result.output.contains("Fix with --strategy \(strategy)"))
         }
         #expect(result.output.contains("is an address of this node itself"))
+        #expect(result.output.contains("A strict node"))
+        #expect(namespaces(of: lab).isEmpty)
+        #expect(servePIDs(lab).isEmpty)
+    }
+
+    /// The anycast and kube-proxy stories: each exits 0 only when the seed's fixes fail where they must and
+    /// ingress succeeds.
+    @Test(arguments: ["anycast", "k8s"])
+    func theClusterStoriesExitZero(topology: String) throws {
+        let lab = uniqueLabName()
+        let result = try returnpath("demo", "--topology", topology, "--name", lab)
+        #expect(result.status == 0, "\(result.output)\(result.errors)")
+        #expect(result.output.contains("Every step behaved as the story says."))
         #expect(namespaces(of: lab).isEmpty)
         #expect(servePIDs(lab).isEmpty)
     }
