@@ -25,7 +25,9 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// Parses the textual form (inet_pton's rules: dotted quad without leading zeros, or RFC 4291 IPv6).
     public init?(_ text: String) {
-        if text.contains(":") {
+        if let value = Self.dottedQuad(text.utf8) {
+            self = .v4(value)
+        } else if text.contains(":") {
             var raw = in6_addr()
             guard inet_pton(AF_INET6, text, &raw) == 1 else { return nil }
             let bytes = withUnsafeBytes(of: raw) { Array($0) }
@@ -35,6 +37,28 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
             guard inet_pton(AF_INET, text, &raw) == 1 else { return nil }
             self = .v4(UInt32(bigEndian: raw.s_addr))
         }
+    }
+
+    /// A dotted quad as inet_pton accepts it (four decimal parts 0–255, no leading zeros), parsed in place: policy
+    /// files carry tens of thousands of them.
+    static func dottedQuad(_ text: some Collection<UInt8>) -> UInt32? {
+        var value: UInt32 = 0, part: UInt32 = 0, digits = 0, dots = 0
+        for byte in text {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | part
+                part = 0; digits = 0; dots += 1
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                if digits > 0 && part == 0 { return nil }   // a leading zero
+                part = part * 10 + UInt32(byte - UInt8(ascii: "0"))
+                digits += 1
+                guard digits <= 3, part <= 255 else { return nil }
+            } else {
+                return nil
+            }
+        }
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | part
     }
 
     /// From network-order bytes: 4 for IPv4, 16 for IPv6.
@@ -149,6 +173,21 @@ public struct IPPrefix: Sendable, Hashable, Comparable, CustomStringConvertible 
     public init(parsing text: String, family: AddressFamily = .unspecified) throws(PrefixError) {
         if text == "default" || text == "all" || text == "any" {
             self.init(unchecked: family == .inet6 ? .v6(0, 0) : .v4(0), length: 0)
+            return
+        }
+        // The common case, an IPv4 address with or without /LEN, without allocating.
+        let utf8 = text.utf8
+        let slash = utf8.firstIndex(of: UInt8(ascii: "/"))
+        if family != .inet6, let value = IPAddress.dottedQuad(utf8[..<(slash ?? utf8.endIndex)]) {
+            var length = 32
+            if let slash {
+                let digits = utf8[utf8.index(after: slash)...]
+                guard !digits.isEmpty, digits.count <= 2, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+                    throw PrefixError("\"\(text)\": prefix length \"\(String(decoding: digits, as: UTF8.self))\" is not a number")
+                }
+                length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+            }
+            try self.init(.v4(value), length: length)
             return
         }
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)

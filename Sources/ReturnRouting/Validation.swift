@@ -8,6 +8,7 @@ extension ReturnRouter {
         let links: [Link]
         do { links = try socket.links() } catch { throw .netlink(error) }
         var seen: [IPPrefix: String] = [:]
+        seen.reserveCapacity(policy.interfaces.reduce(0) { $0 + $1.services.count })
         for entry in policy.interfaces {
             let at = entry.origin.map { "\($0): " } ?? ""
             guard links.contains(where: { $0.name == entry.name }) else {

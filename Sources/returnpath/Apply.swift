@@ -87,10 +87,13 @@ struct ApplyCommand: ParsableCommand {
         } else {
             throw fail("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)", code: 2)
         }
-        let fallback = policy.defaultStrategy
-        let chosen = strategy ?? policy.strategy ?? fallback.strategy
-        if strategy == nil && policy.strategy == nil, let reason = fallback.reason {
-            FileHandle.standardError.write(Data("returnpath: strategy \(chosen): \(reason)\n".utf8))
+        var chosen: Strategy
+        if let given = strategy ?? policy.strategy { chosen = given } else {
+            let fallback = policy.defaultStrategy
+            chosen = fallback.strategy
+            if let reason = fallback.reason {
+                FileHandle.standardError.write(Data("returnpath: strategy \(chosen): \(reason)\n".utf8))
+            }
         }
         let report: Report
         do {
