@@ -11,7 +11,17 @@ public struct Topology: Sendable, Equatable {
 
     public struct Network: Sendable, Equatable {
         public var name: String
-        public var subnet: IPPrefix
+        /// One subnet per family at most (a dual-stack network has an IPv4 and an IPv6 one); the first is `subnet`.
+        public var subnets: [IPPrefix]
+        public var subnet: IPPrefix { subnets[0] }
+
+        public init(name: String, subnets: [IPPrefix]) {
+            self.name = name
+            self.subnets = subnets
+        }
+
+        /// The subnet that contains `address`, if any.
+        public func subnet(containing address: IPAddress) -> IPPrefix? { subnets.first { $0.contains(address) } }
     }
 
     public enum Role: String, Sendable, Equatable {

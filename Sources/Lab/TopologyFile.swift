@@ -42,16 +42,25 @@ private struct Parser {
         guard let networksNode = reader.value(top, "networks") else { throw reader.fail(root, "no \"networks\" section") }
         for entry in try reader.entries(networksNode, "networks") {
             try checkName(entry.key, entry.keyNode, "network name", maxLength: 32)
-            let fields = try reader.entries(entry.value, "network \(entry.key)", allowed: ["subnet"])
+            let fields = try reader.entries(entry.value, "network \(entry.key)", allowed: ["subnet", "subnet6"])
             guard let subnetNode = reader.value(fields, "subnet") else { throw reader.fail(entry.value, "network \(entry.key) has no subnet") }
-            let subnet = try reader.prefix(subnetNode, "subnet of network \(entry.key)")
-            guard subnet.isCanonical else {
-                throw reader.fail(subnetNode, "subnet \(subnet.cidr) of network \(entry.key) has host bits set (did you mean \(subnet.network.cidr)?)")
+            // `subnet`, and for a dual-stack network `subnet6` (IPv6, beside an IPv4 subnet).
+            var subnets: [IPPrefix] = []
+            for (key, node) in [("subnet", subnetNode), ("subnet6", reader.value(fields, "subnet6"))] {
+                guard let node else { continue }
+                let subnet = try reader.prefix(node, "\(key) of network \(entry.key)")
+                guard subnet.isCanonical else {
+                    throw reader.fail(node, "\(key) \(subnet.cidr) of network \(entry.key) has host bits set (did you mean \(subnet.network.cidr)?)")
+                }
+                if key == "subnet6" && (subnet.family != .inet6 || subnets.first?.family != .inet) {
+                    throw reader.fail(node, "subnet6 of network \(entry.key) is the IPv6 subnet beside an IPv4 subnet")
+                }
+                if let other = networks.first(where: { $0.subnets.contains { $0.contains(subnet) || subnet.contains($0) } }) {
+                    throw reader.fail(node, "\(key) \(subnet.cidr) of network \(entry.key) overlaps network \(other.name) (\(other.subnets.map(\.cidr).joined(separator: ", ")))")
+                }
+                subnets.append(subnet)
             }
-            if let other = networks.first(where: { $0.subnet.contains(subnet) || subnet.contains($0.subnet) }) {
-                throw reader.fail(subnetNode, "subnet \(subnet.cidr) of network \(entry.key) overlaps network \(other.name) (\(other.subnet.cidr))")
-            }
-            networks.append(.init(name: entry.key, subnet: subnet))
+            networks.append(.init(name: entry.key, subnets: subnets))
         }
 
         guard let hostsNode = reader.value(top, "hosts") else { throw reader.fail(root, "no \"hosts\" section") }
@@ -136,10 +145,11 @@ private struct Parser {
                 var parsed: IPPrefix
                 do { parsed = try IPPrefix(parsing: text) } catch { throw reader.fail(addressNode, "\(ifWhat): \(error)") }
                 if let network {
-                    // A bare address takes the network's prefix length.
-                    if !text.contains("/") { parsed = IPPrefix(host: parsed.address).with(length: network.subnet.length) }
-                    guard network.subnet.contains(parsed.address), parsed.length == network.subnet.length else {
-                        throw reader.fail(addressNode, "address \(parsed.cidr) of \(ifWhat) is not in network \(network.name) (\(network.subnet.cidr))")
+                    // A bare address takes the prefix length of the network's subnet that contains it.
+                    let subnet = network.subnet(containing: parsed.address)
+                    if !text.contains("/"), let subnet { parsed = IPPrefix(host: parsed.address).with(length: subnet.length) }
+                    guard let subnet, parsed.length == subnet.length else {
+                        throw reader.fail(addressNode, "address \(parsed.cidr) of \(ifWhat) is not in network \(network.name) (\(network.subnets.map(\.cidr).joined(separator: ", ")))")
                     }
                 }
                 if parsed.address == parsed.network.address && !parsed.isHost {
@@ -278,7 +288,7 @@ private struct Parser {
             let gateway = try reader.address(viaNode, "gateway")
             // The gateway must be on a network this host is connected to, and not the host itself.
             let connected = interfaces.compactMap { i in i.network.flatMap { n in networks.first { $0.name == n } } }
-            guard connected.contains(where: { $0.subnet.contains(gateway) }) else {
+            guard connected.contains(where: { $0.subnet(containing: gateway) != nil }) else {
                 throw reader.fail(viaNode, "gateway \(gateway) of \(what) is not on a network \(what) is connected to")
             }
             if interfaces.contains(where: { $0.addresses.contains { $0.address == gateway } }) {

@@ -45,7 +45,7 @@ public enum TopologyGraph {
         for network in topology.networks {
             let members = topology.members(of: network.name).map { "\($0.host.name):\($0.interface.name)" }
             lines.append("  " + network.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
-                         + network.subnet.cidr.padding(toLength: 18, withPad: " ", startingAt: 0)
+                         + network.subnets.map(\.cidr).joined(separator: " ").padding(toLength: 18, withPad: " ", startingAt: 0)
                          + members.joined(separator: members.count == 2 ? " ⟷ " : ", "))
         }
         return lines.joined(separator: "\n")
@@ -60,7 +60,7 @@ public enum TopologyGraph {
             lines.append("  \"\(host.name)\" [label=\"\(label)\"\(host.role == .client ? ", style=rounded" : "")];")
         }
         for network in topology.networks {
-            lines.append("  \"net:\(network.name)\" [shape=ellipse, label=\"\(network.name)\\n\(network.subnet.cidr)\"];")
+            lines.append("  \"net:\(network.name)\" [shape=ellipse, label=\"\(network.name)\\n\(network.subnets.map(\.cidr).joined(separator: " "))\"];")
             for member in topology.members(of: network.name) {
                 let address = member.interface.addresses.first.map { " \($0.address)" } ?? ""
                 lines.append("  \"\(member.host.name)\" -- \"net:\(network.name)\" [label=\"\(member.interface.name)\(address)\"];")
@@ -79,7 +79,7 @@ public enum TopologyGraph {
             lines.append("  \(id(host.name))[\"\(host.name)\(services)\"]")
         }
         for network in topology.networks {
-            lines.append("  net_\(id(network.name))((\"\(network.name)<br/>\(network.subnet.cidr)\"))")
+            lines.append("  net_\(id(network.name))((\"\(network.name)<br/>\(network.subnets.map(\.cidr).joined(separator: " "))\"))")
             for member in topology.members(of: network.name) {
                 let address = member.interface.addresses.first.map { " \($0.address)" } ?? ""
                 lines.append("  \(id(member.host.name)) ---|\"\(member.interface.name)\(address)\"| net_\(id(network.name))")

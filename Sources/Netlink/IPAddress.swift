@@ -116,6 +116,12 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
         }
     }
 
+    /// fe80::/10: an IPv6 link-local address, meaningful only with an interface (routers announce themselves so).
+    public var isLinkLocal: Bool {
+        if case .v6(let high, _) = self { return high >> 54 == 0x3fa }
+        return false
+    }
+
     /// 127.0.0.0/8 or ::1: iproute2 gives such addresses host scope.
     public var isLoopback: Bool {
         switch self {

@@ -71,7 +71,9 @@ extension NetlinkSocket {
         header.rtm_family = family.rawValue
         header.rtm_dst_len = UInt8(family.bitLength)
         header.rtm_src_len = query.source == nil ? 0 : UInt8(family.bitLength)
-        header.rtm_flags = UInt32(RTM_F_LOOKUP_TABLE)  // report the table the route came from, not main
+        // Report the table the route came from, not main (IPv4; IPv6 reports it anyway, and its strict checks
+        // refuse any flag but RTM_F_FIB_MATCH).
+        header.rtm_flags = family == .inet ? UInt32(RTM_F_LOOKUP_TABLE) : 0
         if fibMatch { header.rtm_flags |= UInt32(RTM_F_FIB_MATCH) }
         message.append(header: header)
         message.append(attribute: UInt16(RTA_DST.rawValue), address: query.destination)

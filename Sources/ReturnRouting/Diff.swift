@@ -38,6 +38,10 @@ enum Diff {
 /// What makes the nftables table match the plan, split by when it may run: `before` the rules change (creating
 /// or changing the table — whatever the new rules will point at), `deleteTable` only after (make before break).
 struct NftActions {
+    /// For a change of structure: the new chains' rules and sets added beside the old ones, one transaction before
+    /// `script` — so that, while the switch happens, every packet meets the old rules or the new ones (a SYN that
+    /// came in under `mark` gets its `ingress` conntrack mark before the table stops marking by address).
+    var transition: String?
     /// One libnftables transaction.
     var script: String?
     /// Hash-set elements over nfnetlink, each set in one transaction, right after `script`.
@@ -83,7 +87,7 @@ extension ReturnRouter {
             // Another structure (strategy, interfaces, kinds of set): replaced in place, in ONE transaction — chains
             // flushed and refilled, sets added, kept (with their element changes) or deleted. Packets see the old
             // table or the new one, never a table in between.
-            var script = "", first = true
+            var script = "", transition = "", first = true
             func note(_ action: Change.Action, _ object: String) {
                 let command = first ? "\(execPrefix)nft -f - <<'EOF'\n<script>EOF" : "# (same nft transaction)"
                 report.record(action, .nft, object, command)
@@ -106,21 +110,22 @@ extension ReturnRouter {
                                             : (current.addresses[set.name] ?? []).sorted().map(\.description)
                     script += elementLines(set, have: have, &report)
                 } else {
-                    script += desired.addSet(set)
-                    if !set.elements.isEmpty { script += desired.elementCommand("add", set.name, set.elements.map(\.description)) }
+                    transition += desired.addSet(set)
+                    if !set.elements.isEmpty { transition += desired.elementCommand("add", set.name, set.elements.map(\.description)) }
                     note(.add, "set \(set.name) (\(set.elements.count) elements)")
                     report.added += set.elements.count
                 }
             }
             for chain in desired.chains {
-                if !current.chains.contains(chain.name) { script += desired.addChain(chain) }
+                if !current.chains.contains(chain.name) { transition += desired.addChain(chain) }
+                transition += desired.ruleCommands(chain)
                 script += desired.ruleCommands(chain)
                 note(.add, "chain \(chain.name) (\(chain.rules.count) rules)")
             }
             if let i = report.changes.firstIndex(where: { $0.command.hasSuffix("<script>EOF") }) {
-                report.changes[i].command = "\(execPrefix)nft -f - <<'EOF'\n\(script)EOF"
+                report.changes[i].command = "\(execPrefix)nft -f - <<'EOF'\n\(transition)EOF\n\(execPrefix)nft -f - <<'EOF'\n\(script)EOF"
             }
-            return NftActions(script: script)
+            return NftActions(transition: transition, script: script)
         }
     }
 

@@ -20,16 +20,24 @@ public struct NftTable: Sendable, Equatable {
         /// kinds have different names (svc_N, svcnet_N): a change of kind is a new set, never a set redefined.
         public var interval: Bool
 
-        public init(slot: Int, interface: String, elements: [IPPrefix]) {
+        public var family: AddressFamily
+
+        /// svc_SLOT / svcnet_SLOT for IPv4, svc6_SLOT / svcnet6_SLOT for IPv6.
+        public init(slot: Int, interface: String, elements: [IPPrefix], family: AddressFamily = .inet) {
             interval = elements.contains { !$0.isHost }
-            name = (interval ? "svcnet_" : "svc_") + String(slot)
+            name = (interval ? "svcnet" : "svc") + (family == .inet6 ? "6_" : "_") + String(slot)
             self.interface = interface
             self.elements = elements
+            self.family = family
         }
+
+        /// `ip` or `ip6`, as rules match the set's addresses.
+        public var match: String { family == .inet6 ? "ip6" : "ip" }
 
         /// `{ type ipv4_addr; … }`
         var body: String {
-            "{ type ipv4_addr; " + (interval ? "flags interval; " : "") + "comment \"services answered via \(interface)\"; }"
+            "{ type \(family == .inet6 ? "ipv6_addr" : "ipv4_addr"); " + (interval ? "flags interval; " : "")
+                + "comment \"services answered via \(interface)\"; }"
         }
     }
 

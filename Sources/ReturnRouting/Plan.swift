@@ -66,62 +66,85 @@ public enum Planner {
 
         // Exempt destinations keep the main table, ahead of everything else of ours.
         for (i, prefix) in policy.exempt.enumerated() {
-            rules.append(Rule(priority: own.priorityBase + UInt32(i), destination: prefix, table: RouteTable.main, proto: proto))
+            rules.append(Rule(family: prefix.family, priority: own.priorityBase + UInt32(i), destination: prefix,
+                              table: RouteTable.main, proto: proto))
         }
         let first = own.priorityBase + exemptPlaces
+        // The kernel keeps a rule list per family: each family gets the same band, the same priorities.
+        let families = [AddressFamily.inet, .inet6].filter { family in entries.contains { $0.gateway(for: family) != nil } }
 
         switch strategy {
         case .static:
             for entry in entries {
                 for client in entry.clients {
-                    routes.append(Route(destination: client, table: own.tableBase, proto: proto, gateway: entry.gateway,
+                    guard let gateway = entry.gateway(for: client.family) else { continue }
+                    routes.append(Route(destination: client, table: own.tableBase, proto: proto, gateway: gateway,
                                         device: entry.name))
                 }
             }
-            rules.append(Rule(priority: first, table: own.tableBase, proto: proto))
+            for family in families {
+                rules.append(Rule(family: family, priority: first, table: own.tableBase, proto: proto))
+            }
         case .source:
             var n: UInt32 = 0
             for entry in entries {
                 let slot = slots[entry.name] ?? 0
-                routes.append(defaultRoute(own, slot, entry))
-                for service in entry.services {
-                    rules.append(Rule(priority: first + n, source: service, table: table(own, slot), proto: proto))
+                routes += defaultRoutes(own, slot, entry)
+                for service in entry.services where entry.gateway(for: service.family) != nil {
+                    rules.append(Rule(family: service.family, priority: first + n, source: service, table: table(own, slot), proto: proto))
                     n += 1
                 }
             }
         case .mark, .ingress:
             let keep = hex(~own.markMask), mask = hex(own.markMask)
-            var output: [String] = [], prerouting: [String] = []
+            var output: [String] = [], prerouting: [String] = [], fallback: [String] = []
             var sets: [NftTable.Set] = []
             let names = "{ " + entries.map { "\"\($0.name)\"" }.joined(separator: ", ") + " }"
+            // Services listed on several interfaces (anycast): no source address tells their replies apart.
+            var count: [IPPrefix: Int] = [:]
+            for entry in entries { for service in Swift.Set(entry.services) { count[service, default: 0] += 1 } }
+            let ambiguous = Swift.Set(count.filter { $0.value > 1 }.keys)
             for entry in entries {
                 let slot = slots[entry.name] ?? 0
                 let value = own.mark(slot)
                 let mark = hex(value), setMark = "meta mark set meta mark & \(keep) | \(mark)"
                 let iif = "iifname \"\(entry.name)\""
-                routes.append(defaultRoute(own, slot, entry))
-                rules.append(Rule(priority: first + UInt32(slot - 1), fwmark: value, fwmask: own.markMask,
-                                  table: table(own, slot), proto: proto))
-                // The reverse-path check (rp_filter) of a packet that carries our mark looks it up with the mark.
-                sysctls.append(.init(key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
-                // Requests marked on their way in (below, for rp_filter) keep main for their own route lookup: a
-                // request DNATed to a pod must go to the pod, not back out the interface. (The reverse-path check
-                // looks up with iif lo, so this rule does not apply to it.)
-                rules.append(Rule(priority: own.priorityBase + exemptPlaces - UInt32(slot), fwmark: value,
-                                  fwmask: own.markMask, inputInterface: entry.name, table: RouteTable.main, proto: proto))
+                routes += defaultRoutes(own, slot, entry)
+                for family in entry.families {
+                    rules.append(Rule(family: family, priority: first + UInt32(slot - 1), fwmark: value, fwmask: own.markMask,
+                                      table: table(own, slot), proto: proto))
+                    // Requests marked on their way in (below, for rp_filter) keep main for their own route lookup: a
+                    // request DNATed to a pod must go to the pod, not back out the interface. (The reverse-path
+                    // check looks up with iif lo, so this rule does not apply to it.)
+                    rules.append(Rule(family: family, priority: own.priorityBase + exemptPlaces - UInt32(slot), fwmark: value,
+                                      fwmask: own.markMask, inputInterface: entry.name, table: RouteTable.main, proto: proto))
+                }
+                // The reverse-path check (rp_filter, IPv4 only) of a packet that carries our mark looks it up with the
+                // mark.
+                if entry.gateway(for: .inet) != nil {
+                    sysctls.append(.init(key: "net.ipv4.conf.\(entry.name).src_valid_mark", value: "1"))
+                }
                 if strategy == .mark {
-                    let set = NftTable.Set(slot: slot, interface: entry.name, elements: entry.services)
-                    sets.append(set)
-                    // Requests to the services carry the mark too: a strict rp_filter then checks their source
-                    // against the interface's table, not main (where it would point at eth0 and drop them).
-                    prerouting.append("\(iif) ip daddr @\(set.name) \(setMark)")
-                    output.append("ip saddr @\(set.name) \(setMark)")
+                    for set in serviceSets(entry, slot: slot, skipping: []) {
+                        sets.append(set)
+                        // Requests to the services carry the mark too: a strict rp_filter then checks their source
+                        // against the interface's table, not main (where it would point at eth0 and drop them).
+                        prerouting.append("\(iif) \(set.match) daddr @\(set.name) \(setMark)")
+                        output.append("\(set.match) saddr @\(set.name) \(setMark)")
+                    }
                 } else {
+                    // Replies of connections that ingress has not seen come in (opened under another strategy, or
+                    // while nothing tracked connections): by their source address, when the policy lists the service
+                    // on this interface only. The restore rules come after and win for every tracked connection.
+                    for set in serviceSets(entry, slot: slot, skipping: ambiguous) where !set.elements.isEmpty || entry.servicesFrom != nil {
+                        sets.append(set)
+                        fallback.append("\(set.match) saddr @\(set.name) \(setMark)")
+                    }
                     // Every packet of a connection whose initiator is behind the interface, while the connection
                     // has no ingress mark yet: new connections, and those that existed before ingress was applied.
                     prerouting.append("\(iif) ct direction original ct mark & \(mask) == 0 ct mark set ct mark & \(keep) | \(mark)")
                     // Requests to a local address (a service, before any DNAT) carry the mark, for a strict
-                    // rp_filter; their own route lookup keeps main (the rule below), so DNAT to pods still works.
+                    // rp_filter; their own route lookup keeps main (the iif rule above), so DNAT to pods still works.
                     prerouting.append("\(iif) fib daddr type local \(setMark)")
                     // Replies that are forwarded, not sent by a local socket (DNAT to a pod here, or a backend on
                     // another node): their mark comes back from the connection before they are routed.
@@ -135,17 +158,33 @@ public enum Planner {
             chains.append(.init(name: "prerouting", hook: "type filter hook prerouting priority mangle; policy accept;",
                                 rules: prerouting))
             // A route-type chain: the kernel routes the packet again when its mark changed here.
-            chains.append(.init(name: "output", hook: "type route hook output priority mangle; policy accept;", rules: output))
+            chains.append(.init(name: "output", hook: "type route hook output priority mangle; policy accept;", rules: fallback + output))
             nft = NftTable(sets: sets, chains: chains)
         }
-        rules.sort { ($0.priority ?? 0) < ($1.priority ?? 0) }
+        rules.sort { ($0.priority ?? 0, $0.family == .inet ? 0 : 1) < ($1.priority ?? 0, $1.family == .inet ? 0 : 1) }
         return Plan(strategy: strategy, rules: rules, routes: routes, nftables: nft, sysctls: sysctls)
     }
 
     static func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
 
-    static func defaultRoute(_ own: Ownership, _ slot: Int, _ entry: Policy.Interface) -> Route {
-        Route(destination: .defaultRoute(.inet), table: table(own, slot), proto: own.routeProtocol, gateway: entry.gateway,
-              device: entry.name)
+    /// The sets of an interface's services, one per family it has a gateway for (and services, or a servicesFrom
+    /// prefix, of that family; always one of its gateway's family), without `skipping`.
+    static func serviceSets(_ entry: Policy.Interface, slot: Int, skipping: Swift.Set<IPPrefix>) -> [NftTable.Set] {
+        entry.families.compactMap { family in
+            let services = entry.services.filter { $0.family == family && !skipping.contains($0) }
+            let wanted = !services.isEmpty || family == entry.gateway.family
+                || entry.servicesFrom?.prefixes.contains { $0.family == family } == true
+            return wanted ? NftTable.Set(slot: slot, interface: entry.name, elements: services, family: family) : nil
+        }
+    }
+
+    /// The interface's table: a default route per family it has a gateway for.
+    static func defaultRoutes(_ own: Ownership, _ slot: Int, _ entry: Policy.Interface) -> [Route] {
+        entry.families.compactMap { family in
+            entry.gateway(for: family).map {
+                Route(destination: .defaultRoute(family), table: table(own, slot), proto: own.routeProtocol, gateway: $0,
+                      device: entry.name)
+            }
+        }
     }
 }

@@ -65,8 +65,20 @@ public struct Policy: Sendable, Equatable {
     }
 
     public struct Interface: Sendable, Equatable {
+        /// The gateway of `family`, if the entry has one.
+        public func gateway(for family: AddressFamily) -> IPAddress? {
+            if gateway.family == family { return gateway }
+            return family == .inet6 ? gateway6 : nil
+        }
+
+        /// The families the entry has a gateway for, IPv4 first.
+        public var families: [AddressFamily] { [AddressFamily.inet, .inet6].filter { gateway(for: $0) != nil } }
+
         public var name: String
+        /// The router on this interface's network, of either family.
         public var gateway: IPAddress
+        /// The IPv6 router when `gateway` is IPv4 (dual-stack); may be link-local (fe80::…), scoped to the interface.
+        public var gateway6: IPAddress?
         public var services: [IPPrefix]
         public var clients: [IPPrefix]
         /// Services found at apply time: the global addresses on an interface inside some prefixes (MetalLB,
@@ -75,7 +87,9 @@ public struct Policy: Sendable, Equatable {
         /// Where the entry came from, for error messages ("policy.yaml:12").
         public var origin: String?
 
-        public init(name: String, gateway: IPAddress, services: [IPPrefix] = [], clients: [IPPrefix] = [], origin: String? = nil) {
+        public init(name: String, gateway: IPAddress, gateway6: IPAddress? = nil, services: [IPPrefix] = [], clients: [IPPrefix] = [],
+                    origin: String? = nil) {
+            self.gateway6 = gateway6
             self.name = name
             self.gateway = gateway
             self.services = services
@@ -155,7 +169,7 @@ public enum PolicyFile {
         var interfaces: [Policy.Interface] = []
         guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
         for node in try reader.list(interfacesNode, "spec.interfaces") {
-            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "services", "servicesFrom", "clients"])
+            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "gateway6", "services", "servicesFrom", "clients"])
             guard let nameNode = reader.value(fields, "name"), let gatewayNode = reader.value(fields, "gateway") else {
                 throw reader.fail(node, "an interface needs name and gateway")
             }
@@ -163,7 +177,14 @@ public enum PolicyFile {
             if let problem = Link.validate(name: ifName) { throw reader.fail(nameNode, problem) }
             var entry = Policy.Interface(name: ifName, gateway: try reader.address(gatewayNode, "gateway of \(ifName)"),
                                          origin: node.mark.map { "\(file):\($0.line)" })
-            if entry.gateway.family != .inet { throw reader.fail(gatewayNode, "only IPv4 gateways for now") }
+            if let node6 = reader.value(fields, "gateway6") {
+                let gateway6 = try reader.address(node6, "gateway6 of \(ifName)")
+                guard gateway6.family == .inet6 else { throw reader.fail(node6, "gateway6 of \(ifName) must be an IPv6 address") }
+                guard entry.gateway.family == .inet else {
+                    throw reader.fail(node6, "gateway of \(ifName) is already IPv6: give the IPv4 router as gateway and the IPv6 one as gateway6")
+                }
+                entry.gateway6 = gateway6
+            }
             for (key, target) in [("services", \Policy.Interface.services), ("clients", \Policy.Interface.clients)] {
                 guard let listNode = reader.value(fields, key) else { continue }
                 for item in try reader.list(listNode, "\(key) of \(ifName)") {
@@ -171,7 +192,10 @@ public enum PolicyFile {
                     guard prefix.isCanonical else {
                         throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)")
                     }
-                    guard prefix.family == .inet else { throw reader.fail(item, "only IPv4 \(key) for now") }
+                    guard entry.gateway(for: prefix.family) != nil else {
+                        let family = prefix.family == .inet6 ? "IPv6" : "IPv4"
+                        throw reader.fail(item, "\(prefix.cidr) is \(family) but \(ifName) has no \(family) gateway (\(prefix.family == .inet6 ? "gateway6" : "gateway"): …)")
+                    }
                     entry[keyPath: target].append(prefix)
                 }
             }
@@ -186,7 +210,9 @@ public enum PolicyFile {
                 for item in try reader.list(prefixesNode, "servicesFrom prefixes of \(ifName)") {
                     let prefix = try reader.prefix(item, "servicesFrom prefixes of \(ifName)")
                     guard prefix.isCanonical else { throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)") }
-                    guard prefix.family == .inet else { throw reader.fail(item, "only IPv4 prefixes for now") }
+                    guard entry.gateway(for: prefix.family) != nil else {
+                        throw reader.fail(item, "\(prefix.cidr): \(ifName) has no gateway of its family")
+                    }
                     prefixes.append(prefix)
                 }
                 guard !prefixes.isEmpty else { throw reader.fail(prefixesNode, "servicesFrom of \(ifName) lists no prefixes") }

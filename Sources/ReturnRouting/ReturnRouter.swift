@@ -44,7 +44,7 @@ public final class ReturnRouter {
 
     // MARK: apply
 
-    /// The policy with the services its `servicesFrom` entries find now: the global IPv4 addresses on that
+    /// The policy with the services its `servicesFrom` entries find now: the global addresses on that
     /// interface inside its prefixes, added (once) to the entry's services.
     public func resolvingServices(_ policy: Policy) throws(ApplyError) -> Policy {
         guard policy.interfaces.contains(where: { $0.servicesFrom != nil }) else { return policy }
@@ -54,7 +54,7 @@ public final class ReturnRouter {
             guard let from = entry.servicesFrom else { continue }
             if found[from.interface] == nil {
                 do {
-                    found[from.interface] = try socket.addresses(family: .inet, interface: from.interface)
+                    found[from.interface] = try socket.addresses(family: .unspecified, interface: from.interface)
                         .filter { $0.scope == .universe }.map(\.prefix.address)
                 } catch { throw .netlink(error) }
             }
@@ -102,11 +102,11 @@ public final class ReturnRouter {
         let rules = Diff.rules(desired: plan.rules, current: current.rules)
         report.unchanged += plan.rules.count - rules.add.count
         let staleRules = rules.stale + current.leftoverRules, staleRoutes = routes.stale + current.leftoverRoutes
-        for route in routes.add { report.record(.add, .route, route.description, ipCommand("route", "replace", route.ipArguments)) }
-        for rule in rules.add { report.record(.add, .rule, rule.description, ipCommand("rule", "add", rule.ipArguments)) }
+        for route in routes.add { report.record(.add, .route, route.description, ipCommand(route.family, "route", "replace", route.ipArguments)) }
+        for rule in rules.add { report.record(.add, .rule, rule.description, ipCommand(rule.family, "rule", "add", rule.ipArguments)) }
         let nft = nftActions(plan.nftables, current.nft, &report)
-        for rule in staleRules { report.record(.remove, .rule, rule.description, ipCommand("rule", "del", rule.ipArguments)) }
-        for route in staleRoutes { report.record(.remove, .route, route.description, ipCommand("route", "del", route.ipArguments)) }
+        for rule in staleRules { report.record(.remove, .rule, rule.description, ipCommand(rule.family, "rule", "del", rule.ipArguments)) }
+        for route in staleRoutes { report.record(.remove, .route, route.description, ipCommand(route.family, "route", "del", route.ipArguments)) }
         for (key, original) in restores {
             report.record(.remove, .sysctl, "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
         }
@@ -125,6 +125,7 @@ public final class ReturnRouter {
 
         for sysctl in sysctlChanges { try writeSysctl(sysctl.key, sysctl.value) }
         try send("replace routes") { () throws(NetlinkError) in try socket.replaceRoutes(routes.add) }
+        if let transition = nft.transition { try runNft(transition) }
         if let script = nft.script { try runNft(script) }
         for update in nft.updates {
             let netfilter = try netfilterSocket()
@@ -157,7 +158,7 @@ public final class ReturnRouter {
         let all: String
         do { all = try namespace.readSysctl("net.ipv4.conf.all.rp_filter") } catch { throw .namespace(error) }
         var notes: [String] = []
-        for entry in policy.interfaces {
+        for entry in policy.interfaces where entry.gateway(for: .inet) != nil {
             let own: String
             do { own = try namespace.readSysctl("net.ipv4.conf.\(entry.name).rp_filter") } catch { throw .namespace(error) }
             let effective = max(all, own)
@@ -187,12 +188,12 @@ public final class ReturnRouter {
         var report = Report()
         let current = try readState(ownerships[0], retiring: Array(ownerships.dropFirst()), checkConflicts: false)
         let rules = current.rules + current.leftoverRules, routes = current.routes + current.leftoverRoutes
-        for rule in rules { report.record(.remove, .rule, rule.description, ipCommand("rule", "del", rule.ipArguments)) }
+        for rule in rules { report.record(.remove, .rule, rule.description, ipCommand(rule.family, "rule", "del", rule.ipArguments)) }
         let table = NftTable.qualifiedName
         if let nft = current.nft {
             report.record(.remove, .nft, "table \(table) (\(nft.objectCount) objects: sets, chains, rules)", "\(execPrefix)nft delete table \(table)")
         }
-        for route in routes { report.record(.remove, .route, route.description, ipCommand("route", "del", route.ipArguments)) }
+        for route in routes { report.record(.remove, .route, route.description, ipCommand(route.family, "route", "del", route.ipArguments)) }
         let restores = (record?.sysctls ?? [:]).sorted { $0.key < $1.key }
         for (key, original) in restores {
             report.record(.remove, .sysctl, "\(key) (back to \(original))", "\(execPrefix)sysctl -w \(key)=\(original)")
@@ -218,8 +219,8 @@ public final class ReturnRouter {
 
     // MARK: steps that change the node (each one a failpoint step)
 
-    private func ipCommand(_ object: String, _ verb: String, _ arguments: [String]) -> String {
-        (ipPrefix + [object, verb] + arguments).joined(separator: " ")
+    private func ipCommand(_ family: AddressFamily, _ object: String, _ verb: String, _ arguments: [String]) -> String {
+        (ipPrefix + (family == .inet6 ? ["-6"] : []) + [object, verb] + arguments).joined(separator: " ")
     }
 
     private func writeSysctl(_ key: String, _ value: String) throws(ApplyError) {

@@ -35,10 +35,10 @@ extension ReturnRouter {
                    checkConflicts: Bool = true) throws(ApplyError) -> CurrentState {
         let allRules: [Rule], allRoutes: [Route]
         do {
-            allRules = try socket.rules(family: .inet)
-            // One dump of every IPv4 route: a foreign route anywhere in our range is a conflict, and the kernel can
-            // only filter by a single table.
-            allRoutes = try socket.routes(family: .inet)
+            allRules = try socket.rules(family: .unspecified)
+            // One dump of every route per family: a foreign route anywhere in our range is a conflict, and the
+            // kernel can only filter by a single table.
+            allRoutes = try socket.routes(family: .inet) + socket.routes(family: .inet6)
         } catch { throw .netlink(error) }
         if checkConflicts {
             if let foreign = allRules.first(where: { own.ownsPriority($0.priority ?? 0) && !own.owns($0) }) {

@@ -17,16 +17,25 @@ extension ReturnRouter {
             if let from = entry.servicesFrom, !links.contains(where: { $0.name == from.interface }) {
                 throw .invalid("\(at)servicesFrom: unknown interface \(from.interface) in \(namespace)")
             }
-            // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
-            if try isLocal(entry.gateway) {
-                throw .invalid("\(at)gateway \(entry.gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
+            for family in entry.families {
+                guard let gateway = entry.gateway(for: family) else { continue }
+                // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
+                if try isLocal(gateway) {
+                    throw .invalid("\(at)gateway \(gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
+                }
+                // A link-local IPv6 router is on the link by definition (routers announce themselves so).
+                if gateway.isLinkLocal { continue }
+                let connected: [IPPrefix]
+                do { connected = try socket.addresses(family: family, interface: entry.name).map(\.prefix) } catch {
+                    throw .netlink(error)
+                }
+                guard connected.contains(where: { $0.contains(gateway) && !$0.address.isLinkLocal }) else {
+                    throw .invalid("\(at)gateway \(gateway) is not on a subnet connected to \(entry.name) (\(connected.filter { !$0.address.isLinkLocal }.map(\.cidr).joined(separator: ", ")))")
+                }
             }
-            let connected: [IPPrefix]
-            do { connected = try socket.addresses(family: .inet, interface: entry.name).map(\.prefix) } catch {
-                throw .netlink(error)
-            }
-            guard connected.contains(where: { $0.contains(entry.gateway) }) else {
-                throw .invalid("\(at)gateway \(entry.gateway) is not on a subnet connected to \(entry.name) (\(connected.map(\.cidr).joined(separator: ", ")))")
+            for prefix in entry.services + entry.clients where entry.gateway(for: prefix.family) == nil {
+                let family = prefix.family == .inet6 ? "IPv6" : "IPv4"
+                throw .invalid("\(at)\(prefix.cidr) is \(family) but \(entry.name) has no \(family) gateway")
             }
             for service in entry.services {
                 // Source and mark tell interfaces apart by the reply's source address: one address, one interface.

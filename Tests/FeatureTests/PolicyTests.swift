@@ -42,7 +42,9 @@ struct PolicyTests {
         #expect(mark.sysctls.map(\.key) == ["net.ipv4.conf.eth1.src_valid_mark", "net.ipv4.conf.eth2.src_valid_mark"])
 
         let ingress = try #require(Planner.plan(policy, strategy: .ingress).nftables)
-        #expect(ingress.sets.isEmpty)
+        // Sets of the listed services: a fallback by source address for connections ingress did not see come in.
+        #expect(ingress.sets.map(\.name) == ["svc_1", "svc_2"])
+        #expect(ingress.structure.contains("chain output { type route hook output priority mangle; policy accept; }\n\tip saddr @svc_1 meta mark set"))
         #expect(ingress.structure.contains("iifname \"eth2\" ct direction original ct mark & 0xe000000 == 0 ct mark set ct mark & 0xf1ffffff | 0x4000000"))
         #expect(ingress.structure.contains("ct mark & 0xe000000 == 0x4000000 meta mark set meta mark & 0xf1ffffff | 0x4000000"))
         // Elements do not change the structure: a service change is a set update, not a reload.
