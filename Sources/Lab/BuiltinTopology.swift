@@ -1,5 +1,6 @@
-/// Topologies built in beside the seed, for `returnpath demo --topology`: the same texts as docs/anycast.yaml and
-/// docs/seed-k8s.yaml (a test keeps them equal), so the demo runs wherever the binary is.
+/// Topologies built in beside the seed, for `returnpath demo --topology` and `--family`: the same texts as
+/// docs/anycast.yaml, docs/seed-k8s.yaml and docs/seed-dualstack.yaml (a test keeps them equal), so the demo runs
+/// wherever the binary is.
 public enum BuiltinTopology: String, CaseIterable, Sendable {
     /// docs/seed.yaml
     case seed
@@ -7,12 +8,15 @@ public enum BuiltinTopology: String, CaseIterable, Sendable {
     case anycast
     /// docs/seed-k8s.yaml: the seed behind kube-proxy, services DNATed to pods.
     case k8s
+    /// docs/seed-dualstack.yaml: the seed with IPv6 beside IPv4.
+    case dualstack
 
     public var docsFile: String {
         switch self {
         case .seed: return "docs/seed.yaml"
         case .anycast: return "docs/anycast.yaml"
         case .k8s: return "docs/seed-k8s.yaml"
+        case .dualstack: return "docs/seed-dualstack.yaml"
         }
     }
 
@@ -23,6 +27,7 @@ public enum BuiltinTopology: String, CaseIterable, Sendable {
         case .seed: return Seed.yaml
         case .anycast: return Self.anycastYAML
         case .k8s: return Self.k8sYAML
+        case .dualstack: return Self.dualstackYAML
         }
     }
 
@@ -167,6 +172,66 @@ public enum BuiltinTopology: String, CaseIterable, Sendable {
               - {to: default, via: 10.244.1.1}
             services:
               - {address: 10.244.1.10, port: 3000, reply: pod2}
+
+        """
+
+    static let dualstackYAML = """
+        # The seed, dual-stack: beside each IPv4 network an IPv6 one (ULA prefixes), both services also on IPv6 addresses
+        # on lo, the router routing both families. Before a fix both families are asymmetric: IPv6 replies also follow the
+        # main table's default route out of eth0.
+        name: seed-dualstack
+        networks:
+          primary:   {subnet: 10.111.220.0/24, subnet6: "fd00:220::/64"}   # the default network
+          network1:  {subnet: 10.111.221.0/24, subnet6: "fd00:221::/64"}
+          network2:  {subnet: 10.111.222.0/24, subnet6: "fd00:222::/64"}
+          external0: {subnet: 10.111.223.0/24, subnet6: "fd00:223::/64"}
+          external1: {subnet: 10.111.224.0/24, subnet6: "fd00:224::/64"}
+        hosts:
+          node:
+            interfaces:
+              eth0: {network: primary, addresses: [10.111.220.11, "fd00:220::11"]}
+              eth1: {network: network1, addresses: [10.111.221.11, "fd00:221::11"]}
+              eth2: {network: network2, addresses: [10.111.222.11, "fd00:222::11"]}
+              lo: {addresses: [192.168.1.1/32, 192.168.2.1/32, "fd00:1::1/128", "fd00:2::1/128"]}
+            routes:
+              - {to: default, via: 10.111.220.1}
+              - {to: "::/0", via: "fd00:220::1"}
+            services:
+              - {address: 192.168.1.1, port: 3000, reply: svc1}
+              - {address: 192.168.2.1, port: 3000, reply: svc2}
+              - {address: "fd00:1::1", port: 3000, reply: svc1}
+              - {address: "fd00:2::1", port: 3000, reply: svc2}
+          gateway:
+            # Stands for the default network's gateway: it has no route back to the external networks,
+            # so replies sent there are lost.
+            interfaces:
+              eth0: {network: primary, addresses: [10.111.220.1, "fd00:220::1"]}
+          router:
+            sysctls: {net.ipv4.ip_forward: 1, net.ipv6.conf.all.forwarding: 1}
+            interfaces:
+              eth1: {network: network1, addresses: [10.111.221.21, "fd00:221::21"]}
+              eth2: {network: network2, addresses: [10.111.222.21, "fd00:222::21"]}
+              eth3: {network: external0, addresses: [10.111.223.21, "fd00:223::21"]}
+              eth4: {network: external1, addresses: [10.111.224.21, "fd00:224::21"]}
+            routes:
+              - {to: 192.168.1.1, via: 10.111.221.11}
+              - {to: 192.168.2.1, via: 10.111.222.11}
+              - {to: "fd00:1::1", via: "fd00:221::11"}
+              - {to: "fd00:2::1", via: "fd00:222::11"}
+          client1:
+            role: client
+            interfaces:
+              eth0: {network: external0, addresses: [10.111.223.23, "fd00:223::23"]}
+            routes:
+              - {to: 192.168.1.1, via: 10.111.223.21}
+              - {to: "fd00:1::1", via: "fd00:223::21"}
+          client2:
+            role: client
+            interfaces:
+              eth0: {network: external1, addresses: [10.111.224.23, "fd00:224::23"]}
+            routes:
+              - {to: 192.168.2.1, via: 10.111.224.21}
+              - {to: "fd00:2::1", via: "fd00:224::21"}
 
         """
 }

@@ -23,8 +23,13 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .long, help: "The fix to show: static, source, mark, ingress or all.")
     var strategy: Choice = .all
 
-    @Option(name: .long, help: "The story: seed (the POC), anycast (one service behind two routers) or k8s (kube-proxy DNAT to pods).")
+    @Option(name: .long, help: "The story: seed (the POC), anycast (one service behind two routers), k8s (kube-proxy DNAT to pods) or dualstack.")
     var topology: BuiltinTopology = .seed
+
+    enum Family: String, ExpressibleByArgument, CaseIterable { case ipv4, ipv6, dual }
+
+    @Option(name: .long, help: "ipv4 (the seed), ipv6 or dual: the seed's story over the dual-stack seed, for those families.")
+    var family: Family = .ipv4
 
     @Flag(name: .long, help: "Keep the lab afterwards (returnpath lab down --name demo removes it).")
     var keep = false
@@ -43,6 +48,7 @@ struct DemoCommand: ParsableCommand {
         defer { if !keep { scratch.removeAll() } }
         do {
             switch topology {
+            case .seed where family != .ipv4, .dualstack: try dualStackStory(manager)
             case .seed: try story(manager)
             case .anycast: try anycastStory(manager)
             case .k8s: try k8sStory(manager)

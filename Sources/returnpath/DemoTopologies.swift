@@ -79,6 +79,37 @@ extension DemoCommand {
         try takeDown(manager, step: 5)
     }
 
+    /// The seed's story over IPv6, or both families: every strategy fixes each family, idempotently.
+    func dualStackStory(_ manager: LabManager) throws {
+        let families: Set<AddressFamily> = family == .ipv6 ? [.inet6] : family == .ipv4 ? [.inet] : [.inet, .inet6]
+        let (_, policy, node, allFlows, prober) = try bringUp(manager, .dualstack,
+            "1. The dual-stack seed: an IPv6 network (ULA) beside each IPv4 one, both services on IPv4 and IPv6 addresses")
+        let flows = allFlows.filter { families.contains($0.address.family) }
+        let router = try ReturnRouter(namespace: node)
+        let lock = try router.lock(role: "demo", wait: 10)
+        defer { withExtendedLifetime(lock) {} }
+
+        heading("2. The clients connect over \(family == .dual ? "both families" : family.rawValue): nothing comes back")
+        var results = try prober.run(flows)
+        say(ProbeCommand.table(results, trace: false))
+        try check(results.allSatisfy { $0.verdict == .asymmetric && !$0.connected && $0.egress == "eth0" },
+                  "before a fix every flow should leave by eth0 and fail")
+        say("\nIPv6 replies follow the main table's default route too: out eth0.")
+        let strategies: [Strategy] = strategy == .all ? Strategy.allCases : [Strategy(rawValue: strategy.rawValue) ?? .source]
+        for (i, chosen) in strategies.enumerated() {
+            heading("3.\(i + 1) --strategy \(chosen.rawValue), per family (ip -6 rules and routes in the same band and tables)")
+            let report = try router.apply(policy, strategy: chosen, dryRun: false)
+            say("\(report.added) added")
+            results = try prober.run(flows)
+            say(ProbeCommand.table(results, trace: false))
+            try check(results.allSatisfy(\.ok), "after \(chosen.rawValue) every flow should be symmetric and connected")
+            let again = try router.apply(policy, strategy: chosen, dryRun: false)
+            try check(again.added == 0 && again.removed == 0, "a second apply of \(chosen.rawValue) should change nothing")
+            _ = try router.remove(dryRun: false)
+        }
+        try takeDown(manager, step: 4)
+    }
+
     private func bringUp(_ manager: LabManager, _ builtin: BuiltinTopology, _ title: String) throws
         -> (Topology, Policy, NetworkNamespace, [Flow], Prober) {
         let topology = try builtin.topology()

@@ -20,10 +20,10 @@ struct DemoAndDocsTests {
 
     /// The anycast and kube-proxy stories: each exits 0 only when the seed's fixes fail where they must and
     /// ingress succeeds.
-    @Test(arguments: ["anycast", "k8s"])
-    func theClusterStoriesExitZero(topology: String) throws {
+    @Test(arguments: [["--topology", "anycast"], ["--topology", "k8s"], ["--family", "ipv6"], ["--family", "dual"]])
+    func theClusterStoriesExitZero(story: [String]) throws {
         let lab = uniqueLabName()
-        let result = try returnpath("demo", "--topology", topology, "--name", lab)
+        let result = try returnpath(["demo"] + story + ["--name", lab])
         #expect(result.status == 0, "\(result.output)\(result.errors)")
         #expect(result.output.contains("Every step behaved as the story says."))
         #expect(namespaces(of: lab).isEmpty)
