@@ -100,10 +100,13 @@ public enum Planner {
             var output: [String] = [], prerouting: [String] = [], fallback: [String] = []
             var sets: [NftTable.Set] = []
             let names = "{ " + entries.map { "\"\($0.name)\"" }.joined(separator: ", ") + " }"
-            // Services listed on several interfaces (anycast): no source address tells their replies apart.
-            var count: [IPPrefix: Int] = [:]
-            for entry in entries { for service in Swift.Set(entry.services) { count[service, default: 0] += 1 } }
-            let ambiguous = Swift.Set(count.filter { $0.value > 1 }.keys)
+            // (ingress) Services listed on several interfaces (anycast): no source address tells their replies apart.
+            var ambiguous = Swift.Set<IPPrefix>()
+            if strategy == .ingress {
+                var count: [IPPrefix: Int] = [:]
+                for entry in entries { for service in Swift.Set(entry.services) { count[service, default: 0] += 1 } }
+                ambiguous = Swift.Set(count.filter { $0.value > 1 }.keys)
+            }
             for entry in entries {
                 let slot = slots[entry.name] ?? 0
                 let value = own.mark(slot)

@@ -60,7 +60,7 @@ struct BenchApply: ParsableCommand {
             let more = directory.appendingPathComponent("policy-\(count)-plus-one.yaml").path
             try Self.yaml(policy, strategy: strategy).write(toFile: file, atomically: true, encoding: .utf8)
             var plusOne = policy
-            plusOne.interfaces[0].services.append(IPPrefix(host: .v4(0x0ac9_0001)))
+            plusOne.interfaces[0].services.append(IPPrefix(host: .v4(0x0afa_0001)))   // 10.250.0.1: outside the generated range
             try Self.yaml(plusOne, strategy: strategy).write(toFile: more, atomically: true, encoding: .utf8)
             let (batch, nft) = try Self.baselineFiles(Planner.plan(policy, strategy: strategy), in: directory, count: count)
 
