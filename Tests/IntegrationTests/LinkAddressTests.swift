@@ -22,7 +22,7 @@ struct LinkAddressTests {
             #expect(try run(["ip", "-o", "link"]) == hostLinks)
             // Our own read-back agrees.
             let link = try #require(try socket.link(named: "eth1"))
-            #expect(link.kind == "veth")
+            #expect(link.kind == .veth)
             #expect(link.mtu == 1400)
             #expect(link.alias == "rp-test")
             #expect(link.linkNetnsID != nil)
@@ -64,7 +64,7 @@ struct LinkAddressTests {
             try pair.rightSocket.setMaster("b", "br0")
             let b = try ipJSON(pair.right, "link", "show", "b")
             #expect(b.first?["master"] as? String == "br0")
-            #expect(try pair.rightSocket.link(named: "br0")?.kind == "bridge")
+            #expect(try pair.rightSocket.link(named: "br0")?.kind == .bridge)
             try pair.rightSocket.setMaster("b", nil)
             #expect(try ipJSON(pair.right, "link", "show", "b").first?["master"] == nil)
         }
