@@ -77,7 +77,9 @@ struct LinkAddressTests {
             guard case .invalidRequest(let op, let reason) = error else { Issue.record("\(error)"); return }
             #expect(op == "set link eth9 up")
             #expect(reason.contains("unknown device \"eth9\""))
-            #expect(throws: NetlinkError.self) { try s.createVeth("a-name-far-too-long", in: ns[0], peer: "b", in: ns[0]) }
+            let tooLong = try #require(netlinkError { try s.createVeth("a-name-far-too-long", in: ns[0], peer: "b", in: ns[0]) })
+            guard case .invalidRequest(_, let why) = tooLong else { Issue.record("\(tooLong)"); return }
+            #expect(why == "interface name \"a-name-far-too-long\" is longer than 15 bytes")
             #expect(try s.links().map(\.name) == ["lo"])
         }
     }
