@@ -56,6 +56,8 @@ public struct Link: Sendable, Hashable {
 
     /// The longest interface name the kernel takes (IFNAMSIZ - 1).
     public static let maximumNameLength = 15
+    /// The longest alias the kernel keeps (IFALIASZ - 1).
+    public static let maximumAliasLength = 255
 
     /// Checks a name as the kernel's dev_valid_name does.
     public static func validate(name: String) -> String? {
@@ -235,7 +237,7 @@ extension NetlinkSocket {
     /// The kernel ignores an alias given at creation, so it is set afterwards.
     public func setAlias(_ name: String, _ alias: String) throws(NetlinkError) {
         let operation = "set link \(name) alias \(alias)"
-        guard alias.utf8.count < 256, !alias.utf8.contains(0) else {
+        guard alias.utf8.count <= Link.maximumAliasLength, !alias.utf8.contains(0) else {
             throw .invalidRequest(operation: operation, reason: "an alias is at most 255 bytes, without NUL")
         }
         var message = Self.linkMessage(Int32(RTM_NEWLINK), index: try index(of: name, for: operation))

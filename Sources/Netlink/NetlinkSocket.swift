@@ -29,6 +29,11 @@ public final class NetlinkSocket: Sendable {
     static let pipelineWindow = 128
     /// Redo a dump at most this often when the kernel reports it inconsistent.
     static let dumpAttempts = 8
+    /// The socket's receive buffer: room for a whole pipeline window of acks (SO_RCVBUF, or beyond rmem_max with
+    /// SO_RCVBUFFORCE).
+    static let socketReceiveBufferBytes: Int32 = 4 << 20
+    /// The socket's send buffer: a window of requests in one sendmsg.
+    static let socketSendBufferBytes: Int32 = 1 << 20
     /// How long a request waits for the kernel's answer (SO_RCVTIMEO).
     static let receiveTimeoutSeconds = 30
     /// The port id of the kernel's end of every netlink socket.
@@ -62,8 +67,12 @@ public final class NetlinkSocket: Sendable {
         if family == NETLINK_ROUTE { _ = option(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) }
         _ = option(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         // Room for a whole pipeline window of acks; FORCE needs CAP_NET_ADMIN, so fall back quietly.
-        if !option(SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20) { _ = option(SOL_SOCKET, SO_RCVBUF, 4 << 20) }
-        if !option(SOL_SOCKET, SO_SNDBUFFORCE, 1 << 20) { _ = option(SOL_SOCKET, SO_SNDBUF, 1 << 20) }
+        if !option(SOL_SOCKET, SO_RCVBUFFORCE, Self.socketReceiveBufferBytes) {
+            _ = option(SOL_SOCKET, SO_RCVBUF, Self.socketReceiveBufferBytes)
+        }
+        if !option(SOL_SOCKET, SO_SNDBUFFORCE, Self.socketSendBufferBytes) {
+            _ = option(SOL_SOCKET, SO_SNDBUF, Self.socketSendBufferBytes)
+        }
         var timeout = timeval(tv_sec: Self.receiveTimeoutSeconds, tv_usec: 0)
         _ = syscall { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
 
