@@ -85,8 +85,8 @@ public enum ServiceServer {
                     let reply = listeners[i].reply
                     if !reply.isEmpty {
                         _ = reply.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                        shutdown(client, Int32(SHUT_WR))
                     }
-                    shutdown(client, Int32(SHUT_WR))
                     close(client)
                 }
             }
