@@ -62,9 +62,9 @@ public enum ProcessTable {
     }
 
     /// True when `pid` has exited (or is a zombie) within the time given. A process that is already gone counts as
-    /// exited.
+    /// exited. (Without pidfds, before Linux 5.3, there is no waiting: whether it still runs is the answer.)
     static func exits(_ pid: pid_t, withinMilliseconds timeout: Int32) -> Bool {
-        guard case .success(let pidfd) = syscall({ clinux_pidfd_open(pid) }) else { return true }
+        guard case .success(let pidfd) = syscall({ clinux_pidfd_open(pid) }) else { return !isRunning(pid) }
         defer { close(pidfd) }
         let deadline = monotonicMilliseconds() + Int64(timeout)
         var ready = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
