@@ -17,7 +17,8 @@ let package = Package(
     targets: [
         // Kernel headers and the few libc calls Swift's Glibc module does not expose.
         .target(name: "CLinux"),
-        // Network namespaces (ip-netns compatible), the namespace thread, sysctls.
+        // Network namespaces (ip-netns compatible), the namespace thread, sysctls, the one errno path (syscall),
+        // spawning and supervising processes.
         .target(
             name: "Namespace",
             dependencies: [
@@ -25,7 +26,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // rtnetlink: socket, message encoding, typed operations.
+        // rtnetlink and nfnetlink: socket, message encoding, typed operations; IP addresses and socket addresses.
         .target(
             name: "Netlink",
             dependencies: [
@@ -74,10 +75,15 @@ let package = Package(
         ),
         // Where a lab and a policy meet: the policy a lab topology implies for one of its hosts.
         .target(name: "LabPolicy", dependencies: ["Lab", "Netlink", "ReturnRouting"]),
+        // Benchmarks: the engines behind `returnpath bench …` (each measured against the obvious alternative).
+        .target(
+            name: "Benchmarks",
+            dependencies: ["Netlink", "Namespace", "Lab", "ReturnRouting"]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting",
+                "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -16,6 +16,7 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
 }
 int clinux_umount2(const char *target, int flags) { return umount2(target, flags); }
 int clinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int clinux_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }

@@ -15,6 +15,8 @@ public struct LabInspection: Sendable, Codable {
         public var role: String
         public var namespace: String
         public var exists: Bool
+        /// Why the host's links, addresses or routes could not be read (the namespace exists); nil when they were.
+        public var error: String?
         public var interfaces: [InterfaceInfo]
         public var routes: [String]
     }
@@ -27,6 +29,10 @@ public struct LabInspection: Sendable, Codable {
         public var answers: Bool
         /// What a connection got: the reply line, "refused", "timeout" or an error.
         public var answer: String
+        /// "192.168.1.1:3000", "[fd00::1]:80" (for the table; not in the JSON, which has address and port).
+        public var endpoint = ""
+
+        enum CodingKeys: String, CodingKey { case host, address, port, reply, answers, answer }
     }
 
     /// A DNAT entry of a host: whether the lab's nat table on that host is as the topology says, and what a TCP
@@ -39,6 +45,8 @@ public struct LabInspection: Sendable, Codable {
         public var masquerade: Bool
         /// The host's table `inet returnpath-lab` holds exactly the topology's entries.
         public var installed: Bool
+        /// Why the host's table could not be read (then `installed` is false); nil when it was.
+        public var error: String?
         /// The backend host's reply for that address and port, when the topology declares a service there.
         public var reply: String?
         /// nil for UDP (not checked).
@@ -59,9 +67,14 @@ public struct LabInspection: Sendable, Codable {
         for host in topology.hosts {
             let name = Topology.namespaceName(lab: lab, host: host.name)
             var info = HostInfo(name: host.name, role: host.role.rawValue, namespace: name, exists: false, interfaces: [], routes: [])
-            if let ns = try? NetworkNamespace(named: name), ns.exists, let socket = try? NetlinkSocket(namespace: ns),
-               let links = try? socket.links(), let addresses = try? socket.addresses(), let routes = try? socket.routes() {
-                info.exists = true
+            guard let ns = try? NetworkNamespace(named: name), ns.exists else {
+                hosts.append(info)
+                continue
+            }
+            info.exists = true
+            do throws(NetlinkError) {
+                let socket = try NetlinkSocket(namespace: ns)
+                let links = try socket.links(), addresses = try socket.addresses(), routes = try socket.routes()
                 info.interfaces = links.map { link in
                     InterfaceInfo(name: link.name, up: link.isUp,
                                   addresses: addresses.filter { $0.interface == link.name && $0.scope != .link
@@ -74,50 +87,56 @@ public struct LabInspection: Sendable, Codable {
                         if route.proto == .kernel { text = text.replacingOccurrences(of: " proto kernel", with: "") }
                         return text
                     }
+            } catch {
+                info.error = error.description
             }
             hosts.append(info)
         }
         let services = state.services.map { entry -> ServiceInfo in
-            var info = ServiceInfo(host: entry.host, address: entry.address, port: entry.port, reply: entry.reply,
-                                   answers: false, answer: "")
-            guard let address = IPAddress(entry.address), let ns = try? NetworkNamespace(named: entry.namespace), ns.exists else {
+            var info = ServiceInfo(host: entry.host, address: entry.address.description, port: entry.port, reply: entry.reply,
+                                   answers: false, answer: "", endpoint: entry.address.endpoint(port: entry.port))
+            guard let ns = try? NetworkNamespace(named: entry.namespace), ns.exists else {
                 info.answer = "namespace missing"
                 return info
             }
-            switch fetchLine(in: ns, to: address, port: entry.port, timeoutMilliseconds: 1000) {
-            case .replied(let line):
-                info.answer = line
-                info.answers = line == entry.reply
-            case .refused: info.answer = "refused"
-            case .timedOut: info.answer = "timeout"
-            case .failed(let why): info.answer = why
-            }
+            let outcome = fetchLine(in: ns, to: entry.address, port: entry.port, timeoutMilliseconds: 1000)
+            info.answer = outcome.text
+            info.answers = outcome == .replied(entry.reply)
             return info
         }
         var dnat: [DNATInfo] = []
         for host in topology.hosts where !host.dnat.isEmpty {
-            let namespace = try? NetworkNamespace(named: Topology.namespaceName(lab: lab, host: host.name))
-            let installed = namespace.flatMap { ns in ns.exists ? try? LabNat.current(in: ns) : nil }
-                .map { LabNat.normalized($0) == LabNat.normalized(LabNat.listing(host.dnat, lab: lab)) } ?? false
+            let namespace = (try? NetworkNamespace(named: Topology.namespaceName(lab: lab, host: host.name))).flatMap { $0.exists ? $0 : nil }
+            var installed = false
+            var rulesError: String?
+            if let namespace {
+                do {
+                    installed = try LabNat.current(in: namespace)
+                        .map { LabNat.normalized($0) == LabNat.normalized(LabNat.listing(host.dnat, lab: lab)) } ?? false
+                } catch {
+                    rulesError = error.description
+                }
+            }
             for entry in host.dnat {
                 let reply = topology.owner(of: entry.backend)?.services
                     .first { $0.address == entry.backend && $0.port == entry.backendPort }?.reply
                 var info = DNATInfo(host: host.name, service: entry.service, backend: entry.backendEndpoint,
                                     proto: entry.proto.rawValue, masquerade: entry.masquerade, installed: installed,
-                                    reply: entry.proto == .tcp ? reply : nil, answers: nil, answer: nil)
+                                    error: rulesError, reply: entry.proto == .tcp ? reply : nil, answers: nil, answer: nil)
                 if entry.proto == .tcp {
-                    if let namespace, namespace.exists {
-                        switch fetchLine(in: namespace, to: entry.address, port: entry.port, timeoutMilliseconds: 1000) {
-                        case .replied(let line): info.answer = line
-                        case .refused: info.answer = "refused"
-                        case .timedOut: info.answer = "timeout"
-                        case .failed(let why): info.answer = why
-                        }
-                    } else {
+                    guard let namespace else {
                         info.answer = "namespace missing"
+                        info.answers = false
+                        dnat.append(info)
+                        continue
                     }
-                    let answered = info.answer.map { !["refused", "timeout", "namespace missing"].contains($0) } ?? false
-                    info.answers = answered && (reply == nil || info.answer == reply)
+                    let outcome = fetchLine(in: namespace, to: entry.address, port: entry.port, timeoutMilliseconds: 1000)
+                    info.answer = outcome.text
+                    if case .replied(let line) = outcome {
+                        info.answers = reply == nil || line == reply
+                    } else {
+                        info.answers = false
+                    }
                 }
                 dnat.append(info)
             }

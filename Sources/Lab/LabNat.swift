@@ -92,7 +92,7 @@ public enum LabNat {
             // Most hosts have no entries: ask the kernel directly whether a table is left over (no libnftables).
             let exists: Bool
             do {
-                let netfilter = try NetlinkSocket(namespace: namespace, family: 12 /* NETLINK_NETFILTER */)
+                let netfilter = try NetlinkSocket(namespace: namespace, family: NetlinkSocket.netfilter)
                 exists = try netfilter.nftTableComment(family: family, table: table) != nil
             } catch {
                 throw NftCommandError(operation: "look for table inet \(table) in \(namespace)", message: error.description)

@@ -38,7 +38,7 @@ public struct NftablesContext: ~Copyable {
                                _ body: (borrowing NftablesContext) throws(NftCommandError) -> T) throws(NftCommandError) -> T {
         // libnftables exits the process when it cannot open its netlink socket: check first, and say why.
         do {
-            let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: 12 /* NETLINK_NETFILTER */)
+            let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NetlinkSocket.netfilter)
             close(probe)
         } catch {
             throw NftCommandError(operation: "nftables in \(namespace)", message: "this kernel has no nfnetlink (nf_tables): \(error)")

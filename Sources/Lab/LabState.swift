@@ -1,5 +1,7 @@
 import Foundation
 import Namespace
+import Netlink
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,9 +12,43 @@ public struct LabState: Codable, Sendable, Equatable {
     public struct ServiceEntry: Codable, Sendable, Equatable {
         public var host: String
         public var namespace: String
-        public var address: String
+        /// Written in the file as text ("192.168.1.1"); a file whose address does not parse does not load.
+        public var address: IPAddress
         public var port: UInt16
         public var reply: String
+
+        public init(host: String, namespace: String, address: IPAddress, port: UInt16, reply: String) {
+            self.host = host
+            self.namespace = namespace
+            self.address = address
+            self.port = port
+            self.reply = reply
+        }
+
+        enum CodingKeys: String, CodingKey { case host, namespace, address, port, reply }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            host = try container.decode(String.self, forKey: .host)
+            namespace = try container.decode(String.self, forKey: .namespace)
+            let text = try container.decode(String.self, forKey: .address)
+            guard let address = IPAddress(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .address, in: container,
+                                                       debugDescription: "\"\(text)\" is not an IP address")
+            }
+            self.address = address
+            port = try container.decode(UInt16.self, forKey: .port)
+            reply = try container.decode(String.self, forKey: .reply)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(host, forKey: .host)
+            try container.encode(namespace, forKey: .namespace)
+            try container.encode(address.description, forKey: .address)
+            try container.encode(port, forKey: .port)
+            try container.encode(reply, forKey: .reply)
+        }
     }
 
     public var name: String
@@ -79,16 +115,10 @@ public struct LabStore: Sendable {
         } catch {
             throw LabError(lab: name, step: "create \(directory)", host: nil, reason: "\(error)")
         }
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw LabError(lab: name, step: "lock \(directory)", host: nil, reason: String(cString: strerror(errno)))
-        }
+        func failed(_ error: Errno) -> LabError { LabError(lab: name, step: "lock \(directory)", host: nil, reason: "\(error)") }
+        let fd = try syscall { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }.get(or: failed)
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR {
-                throw LabError(lab: name, step: "lock \(directory)", host: nil, reason: String(cString: strerror(errno)))
-            }
-        }
+        _ = try syscall { flock(fd, LOCK_EX) }.get(or: failed)
         return try body()
     }
 }

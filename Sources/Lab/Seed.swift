@@ -1,5 +1,5 @@
-/// The seed proof-of-concept's topology (shared/notes/seed-topology.md): the default lab. docs/seed.yaml is the
-/// same text, so users can copy and change it (a test keeps the two equal).
+/// The seed proof-of-concept's topology (the README's picture; docs/lab.md shows it built): the default lab.
+/// docs/seed.yaml is the same text, so users can copy and change it (a test keeps the two equal).
 public enum Seed {
     public static let fileName = "built-in seed"
 

@@ -20,8 +20,8 @@ func onDedicatedThread<T>(_ body: () -> T) -> Result<T, NamespaceError> {
         pthread_join(thread, nil)
         return 0
     }
-    guard started == 0 else {
-        return .failure(.system(operation: "start a namespace thread", errno: Errno(rawValue: started)))
+    if case .failure(let error) = syscall(returningErrno: started) {
+        return .failure(.system(operation: "start a namespace thread", errno: error))
     }
     guard let result else {
         return .failure(.system(operation: "namespace thread produced no result", errno: .ioError))

@@ -50,27 +50,24 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
         let ns = try NetworkNamespace(named: name)
         guard let path = ns.path else { return ns }
         try prepareRunDirectory()
-        let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
-        if fd < 0 {
-            let e = Errno(rawValue: errno)
-            if e == .fileExists { throw .exists(name) }
-            throw .from(e, "create \(path)")
+        let fd = try syscall { open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0) }.get { e in
+            e == .fileExists ? NamespaceError.exists(name) : .from(e, "create \(path)")
         }
         close(fd)
-        let outcome = onDedicatedThread { () -> Errno? in
-            if clinux_unshare(clinux_CLONE_NEWNET) != 0 { return Errno(rawValue: errno) }
-            let own = "/proc/self/task/\(clinux_gettid())/ns/net"
-            if clinux_mount(own, path, "none", clinux_MS_BIND, nil) != 0 { return Errno(rawValue: errno) }
-            return nil
+        let outcome = onDedicatedThread { () -> Result<Int32, Errno> in
+            syscall { clinux_unshare(clinux_CLONE_NEWNET) }.flatMap { _ in
+                let own = "/proc/self/task/\(clinux_gettid())/ns/net"
+                return syscall { clinux_mount(own, path, "none", clinux_MS_BIND, nil) }
+            }
         }
         switch outcome {
         case .failure(let error):
             unlink(path)
             throw error
-        case .success(let failed?):
+        case .success(.failure(let failed)):
             unlink(path)
             throw .from(failed, "create network namespace \(name)")
-        case .success(nil):
+        case .success(.success):
             return ns
         }
     }
@@ -78,18 +75,16 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     /// Makes /run/netns exist and be a shared mount, so that namespace mounts propagate to other mount
     /// namespaces (iproute2's netns_add does the same).
     private static func prepareRunDirectory() throws(NamespaceError) {
-        if mkdir(runDirectory, 0o755) != 0, errno != EEXIST {
-            throw .from(Errno(rawValue: errno), "mkdir \(runDirectory)")
+        if case .failure(let e) = syscall({ mkdir(runDirectory, 0o755) }), e != .fileExists {
+            throw .from(e, "mkdir \(runDirectory)")
         }
         var madeMountPoint = false
-        while clinux_mount("", runDirectory, "none", clinux_MS_SHARED | clinux_MS_REC, nil) != 0 {
-            let e = Errno(rawValue: errno)
+        while case .failure(let e) = syscall({ clinux_mount("", runDirectory, "none", clinux_MS_SHARED | clinux_MS_REC, nil) }) {
             guard e == .invalidArgument, !madeMountPoint else {
                 throw .from(e, "make \(runDirectory) a shared mount")
             }
-            if clinux_mount(runDirectory, runDirectory, "none", clinux_MS_BIND | clinux_MS_REC, nil) != 0 {
-                throw .from(Errno(rawValue: errno), "bind-mount \(runDirectory) onto itself")
-            }
+            _ = try syscall { clinux_mount(runDirectory, runDirectory, "none", clinux_MS_BIND | clinux_MS_REC, nil) }
+                .get { NamespaceError.from($0, "bind-mount \(runDirectory) onto itself") }
             madeMountPoint = true
         }
     }
@@ -98,15 +93,13 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     /// and the veths in it, once no process or socket holds it any more.
     public func delete() throws(NamespaceError) {
         guard let path, let name else { throw .invalidName("", reason: "the current namespace cannot be deleted") }
-        let unmounted = clinux_umount2(path, clinux_MNT_DETACH) == 0
-        let umountErrno = Errno(rawValue: errno)
-        if unlink(path) != 0 {
-            let e = Errno(rawValue: errno)
-            if e == .noSuchFileOrDirectory { throw .notFound(name) }
-            throw .from(e, "unlink \(path)")
+        let unmounted = syscall { clinux_umount2(path, clinux_MNT_DETACH) }
+        _ = try syscall { unlink(path) }.get { e in
+            e == .noSuchFileOrDirectory ? NamespaceError.notFound(name) : .from(e, "unlink \(path)")
         }
-        if !unmounted && umountErrno != .invalidArgument && umountErrno != .noSuchFileOrDirectory {
-            throw .from(umountErrno, "unmount \(path)")
+        // EINVAL: not a mount point (a file left by an interrupted create); ENOENT: already gone.
+        if case .failure(let e) = unmounted, e != .invalidArgument && e != .noSuchFileOrDirectory {
+            throw .from(e, "unmount \(path)")
         }
     }
 
@@ -128,14 +121,18 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     public var exists: Bool {
         guard let path else { return true }
         var fs = statfs()
-        return statfs(path, &fs) == 0 && UInt(fs.f_type) == 0x6e73_6673  // NSFS_MAGIC
+        guard case .success = syscall({ statfs(path, &fs) }) else { return false }
+        return UInt(fs.f_type) == Self.nsfsMagic
     }
+
+    /// NSFS_MAGIC (linux/magic.h): the file system of namespace files and their bind mounts.
+    static let nsfsMagic: UInt = 0x6e73_6673
 
     /// The namespace's inode number: its identity, the same one `ip netns identify` and /proc/PID/ns/net show.
     public func inode() throws(NamespaceError) -> UInt64 {
         let target = path ?? "/proc/self/ns/net"
         var st = stat()
-        if stat(target, &st) != 0 { throw mapOpenError(Errno(rawValue: errno), "stat \(target)") }
+        _ = try syscall { stat(target, &st) }.get { mapOpenError($0, "stat \(target)") }
         return UInt64(st.st_ino)
     }
 
@@ -144,9 +141,7 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     /// Opens the namespace file (O_RDONLY|O_CLOEXEC): used for setns and for IFLA_NET_NS_FD. Caller closes it.
     public func openDescriptor() throws(NamespaceError) -> Int32 {
         let target = path ?? "/proc/self/ns/net"
-        let fd = open(target, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw mapOpenError(Errno(rawValue: errno), "open \(target)") }
-        return fd
+        return try syscall { open(target, O_RDONLY | O_CLOEXEC) }.get { mapOpenError($0, "open \(target)") }
     }
 
     private func mapOpenError(_ e: Errno, _ operation: String) -> NamespaceError {
@@ -162,23 +157,16 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
         let fd = try openDescriptor()
         defer { close(fd) }
         let outcome = onDedicatedThread { () -> Result<T, NamespaceError> in
-            if clinux_setns(fd, clinux_CLONE_NEWNET) != 0 {
-                return .failure(.from(Errno(rawValue: errno), "enter network namespace \(self)"))
-            }
-            return .success(body())
+            syscall { clinux_setns(fd, clinux_CLONE_NEWNET) }
+                .mapError { NamespaceError.from($0, "enter network namespace \(self)") }
+                .map { _ in body() }
         }
         return try outcome.flatMap { $0 }.get()
     }
 
     /// A socket created inside this namespace (SOCK_CLOEXEC is added). The caller owns and closes it.
     public func socket(domain: Int32, type: Int32, protocol proto: Int32) throws(NamespaceError) -> Int32 {
-        let made = try perform { () -> (Int32, Int32) in
-            let fd = Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto)
-            return (fd, errno)
-        }
-        if made.0 < 0 {
-            throw .from(Errno(rawValue: made.1), "socket(\(domain), \(type), \(proto)) in \(self)")
-        }
-        return made.0
+        try perform { syscall { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto) } }
+            .get { NamespaceError.from($0, "socket(\(domain), \(type), \(proto)) in \(self)") }
     }
 }

@@ -23,7 +23,7 @@ extension NetworkNamespace {
     public func spawn(_ arguments: [String], descriptors: [ChildDescriptor],
                       newSession: Bool = false) throws(NamespaceError) -> pid_t {
         guard let program = arguments.first else { throw .system(operation: "spawn: no program", errno: .invalidArgument) }
-        let (pid, rc) = try perform { () -> (pid_t, Int32) in
+        let spawned = try perform { () -> Result<pid_t, Errno> in
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
             defer { posix_spawn_file_actions_destroy(&actions) }
@@ -43,23 +43,29 @@ extension NetworkNamespace {
             sigemptyset(&none)
             posix_spawnattr_setsigdefault(&attributes, &all)
             posix_spawnattr_setsigmask(&attributes, &none)
-            posix_spawnattr_setflags(&attributes, Int16(0x04 | 0x08 | (newSession ? 0x80 : 0)))
+            var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
+            if newSession { flags |= clinux_POSIX_SPAWN_SETSID }
+            posix_spawnattr_setflags(&attributes, flags)
             let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
             defer { for arg in argv { free(arg) } }
             var pid: pid_t = 0
-            let rc = posix_spawnp(&pid, program, &actions, &attributes, argv, environ)
-            return (pid, rc)
+            return syscall(returningErrno: posix_spawnp(&pid, program, &actions, &attributes, argv, environ)).map { pid }
         }
-        guard rc == 0 else { throw .from(Errno(rawValue: rc), "run \(program) in \(self)") }
-        return pid
+        return try spawned.get { NamespaceError.from($0, "run \(program) in \(self)") }
     }
 }
 
-/// Waits for a child and returns its exit status (128 + signal number when a signal ended it).
+/// Waits for a child and returns its exit status: the code it exited with, 128 + the signal number when a signal
+/// ended it (as shells report it), 127 when it cannot be waited for.
 public func waitForExit(_ pid: pid_t) -> Int32 {
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        if errno != EINTR { return 127 }
-    }
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    guard case .success = syscall({ waitpid(pid, &status, 0) }) else { return 127 }
+    return exitCode(ofWaitStatus: status)
+}
+
+/// The W* macros of <sys/wait.h>, which Swift does not import: the low 7 bits are the terminating signal
+/// (WTERMSIG, 0 for a normal exit), the next byte the exit code (WEXITSTATUS).
+func exitCode(ofWaitStatus status: Int32) -> Int32 {
+    let signal = status & 0x7f
+    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
 }

@@ -27,11 +27,8 @@ extension NetworkNamespace {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 256)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .from(Errno(rawValue: errno), "read sysctl \(key) in \(self)")
-            }
+            let n = try syscall { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+                .get { NamespaceError.from($0, "read sysctl \(key) in \(self)") }
             if n == 0 { break }
             bytes += chunk[0..<n]
         }
@@ -48,13 +45,9 @@ extension NetworkNamespace {
         let fd = try openSysctl(key, flags: O_WRONLY)
         defer { close(fd) }
         let data = Array((value + "\n").utf8)
-        let n = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            let e = Errno(rawValue: errno)
-            if e == .invalidArgument {
-                throw .invalidSysctl(key, reason: "the kernel rejected the value \"\(value)\"")
-            }
-            throw .from(e, "write sysctl \(key)=\(value) in \(self)")
+        _ = try syscall { data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }.get { e in
+            e == .invalidArgument ? NamespaceError.invalidSysctl(key, reason: "the kernel rejected the value \"\(value)\"")
+                                  : .from(e, "write sysctl \(key)=\(value) in \(self)")
         }
     }
 
@@ -62,15 +55,9 @@ extension NetworkNamespace {
     /// looks it up, and an open file keeps it.
     private func openSysctl(_ key: String, flags: Int32) throws(NamespaceError) -> Int32 {
         let path = try Self.sysctlPath(key)
-        let (fd, err) = try perform { () -> (Int32, Int32) in
-            let fd = open(path, flags | O_CLOEXEC)
-            return (fd, errno)
+        return try perform { syscall { open(path, flags | O_CLOEXEC) } }.get { e in
+            e == .noSuchFileOrDirectory ? NamespaceError.invalidSysctl(key, reason: "no such sysctl in \(self)")
+                                        : .from(e, "open \(path) in \(self)")
         }
-        if fd < 0 {
-            let e = Errno(rawValue: err)
-            if e == .noSuchFileOrDirectory { throw .invalidSysctl(key, reason: "no such sysctl in \(self)") }
-            throw .from(e, "open \(path) in \(self)")
-        }
-        return fd
     }
 }

@@ -23,8 +23,8 @@ public struct InterfaceAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var family: AddressFamily { prefix.family }
-    public static let noDAD: UInt32 = 0x02        // IFA_F_NODAD
-    public static let permanent: UInt32 = 0x80    // IFA_F_PERMANENT
+    public static let noDAD = UInt32(IFA_F_NODAD)
+    public static let permanent = UInt32(IFA_F_PERMANENT)
 
     public var description: String { "\(prefix.cidr) dev \(interface) scope \(scope)" }
 

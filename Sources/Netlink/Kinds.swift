@@ -1,3 +1,5 @@
+import CLinux
+
 /// Route scopes (rtm_scope / ifa_scope), named as iproute2 names them.
 public struct RouteScope: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt8
@@ -82,6 +84,10 @@ public enum RouteTable {
     public static let `default`: UInt32 = 253
     public static let main: UInt32 = 254
     public static let local: UInt32 = 255
+
+    /// The table as the message header's byte holds it: the id up to 255, else RT_TABLE_UNSPEC (0), and the id goes
+    /// in the RTA_TABLE / FRA_TABLE attribute, which the kernel prefers anyway.
+    static func headerByte(_ id: UInt32) -> UInt8 { id <= UInt32(UInt8.max) ? UInt8(id) : UInt8(RT_TABLE_UNSPEC.rawValue) }
 
     /// "main", "local", "default" or the number, as `ip` prints table ids.
     public static func name(_ id: UInt32) -> String {

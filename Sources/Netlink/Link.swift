@@ -5,12 +5,35 @@ import SystemPackage
 import Glibc
 #endif
 
+/// A link type as IFLA_INFO_KIND names it: the kernel's rtnl_link_ops name ("veth", "bridge", "vxlan", …).
+public struct LinkKind: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public static let veth = LinkKind(rawValue: "veth")
+    public static let bridge = LinkKind(rawValue: "bridge")
+    public var description: String { rawValue }
+}
+
+/// IFLA_OPERSTATE: RFC 2863's operational states, numbered as linux/if.h's IF_OPER_* enum.
+public struct OperationalState: RawRepresentable, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// IF_OPER_UNKNOWN: the driver does not say (lo).
+    public static let unknown = OperationalState(rawValue: 0)
+    /// IF_OPER_DOWN.
+    public static let down = OperationalState(rawValue: 2)
+    /// IF_OPER_LOWERLAYERDOWN: e.g. a veth whose peer is down.
+    public static let lowerLayerDown = OperationalState(rawValue: 3)
+    /// IF_OPER_UP: carrier and running.
+    public static let up = OperationalState(rawValue: 6)
+}
+
 /// A network interface as RTM_NEWLINK describes it.
 public struct Link: Sendable, Hashable {
     public var index: Int32
     public var name: String
-    /// IFLA_INFO_KIND: "veth", "bridge", … (nil for lo and physical devices).
-    public var kind: String?
+    /// IFLA_INFO_KIND: .veth, .bridge, … (nil for lo and physical devices).
+    public var kind: LinkKind?
     public var flags: UInt32
     public var mtu: UInt32
     /// Hardware address, "aa:bb:cc:dd:ee:ff".
@@ -22,17 +45,19 @@ public struct Link: Sendable, Hashable {
     public var linkNetnsID: Int32?
     /// IFLA_IFALIAS: free text; returnpath uses it as an ownership marker.
     public var alias: String?
-    /// IFLA_OPERSTATE (RFC 2863): 6 is up (carrier and running), 2 down, 0 unknown (lo).
-    public var operState: UInt8 = 0
+    /// IFLA_OPERSTATE (RFC 2863).
+    public var operState: OperationalState = .unknown
 
     public var isUp: Bool { flags & clinux_IFF_UP != 0 }
     public var isLowerUp: Bool { flags & clinux_IFF_LOWER_UP != 0 }
     public var isLoopback: Bool { flags & clinux_IFF_LOOPBACK != 0 }
     /// Operationally up: administratively up and with carrier, as `ip link` shows "state UP".
-    public var isOperationallyUp: Bool { operState == 6 }
+    public var isOperationallyUp: Bool { operState == .up }
 
     /// The longest interface name the kernel takes (IFNAMSIZ - 1).
     public static let maximumNameLength = 15
+    /// The longest alias the kernel keeps (IFALIASZ - 1).
+    public static let maximumAliasLength = 255
 
     /// Checks a name as the kernel's dev_valid_name does.
     public static func validate(name: String) -> String? {
@@ -60,7 +85,7 @@ public struct Link: Sendable, Hashable {
             case Int32(IFLA_LINK): link.peerIndex = try value.s32()
             case Int32(IFLA_LINK_NETNSID): link.linkNetnsID = try value.s32()
             case Int32(IFLA_IFALIAS): link.alias = value.string()
-            case Int32(IFLA_OPERSTATE): link.operState = try value.u8()
+            case Int32(IFLA_OPERSTATE): link.operState = OperationalState(rawValue: try value.u8())
             case Int32(IFLA_ADDRESS):
                 link.hardwareAddress = value.map { byte in
                     let hex = String(byte, radix: 16)
@@ -68,7 +93,7 @@ public struct Link: Sendable, Hashable {
                 }.joined(separator: ":")
             case Int32(IFLA_LINKINFO):
                 try PayloadReader.forEachAttribute(in: value) { inner, data throws(WireError) in
-                    if Int32(inner) == Int32(IFLA_INFO_KIND) { link.kind = data.string() }
+                    if Int32(inner) == Int32(IFLA_INFO_KIND) { link.kind = LinkKind(rawValue: data.string()) }
                 }
             default: break
             }
@@ -159,7 +184,7 @@ extension NetlinkSocket {
         message.append(attribute: UInt16(IFLA_NET_NS_FD), u32: UInt32(fd))
         if let mtu { message.append(attribute: UInt16(IFLA_MTU), u32: mtu) }
         message.nest(UInt16(IFLA_LINKINFO)) { info in
-            info.append(attribute: UInt16(IFLA_INFO_KIND), string: "veth")
+            info.append(attribute: UInt16(IFLA_INFO_KIND), string: LinkKind.veth.rawValue)
             info.nest(UInt16(IFLA_INFO_DATA)) { data in
                 data.nest(UInt16(VETH_INFO_PEER)) { peerInfo in
                     var header = ifinfomsg()
@@ -182,7 +207,7 @@ extension NetlinkSocket {
         var message = Self.linkMessage(Int32(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL)
         message.append(attribute: UInt16(IFLA_IFNAME), string: name)
         message.nest(UInt16(IFLA_LINKINFO)) { info in
-            info.append(attribute: UInt16(IFLA_INFO_KIND), string: "bridge")
+            info.append(attribute: UInt16(IFLA_INFO_KIND), string: LinkKind.bridge.rawValue)
         }
         try request(message, operation: operation)
     }
@@ -212,7 +237,7 @@ extension NetlinkSocket {
     /// The kernel ignores an alias given at creation, so it is set afterwards.
     public func setAlias(_ name: String, _ alias: String) throws(NetlinkError) {
         let operation = "set link \(name) alias \(alias)"
-        guard alias.utf8.count < 256, !alias.utf8.contains(0) else {
+        guard alias.utf8.count <= Link.maximumAliasLength, !alias.utf8.contains(0) else {
             throw .invalidRequest(operation: operation, reason: "an alias is at most 255 bytes, without NUL")
         }
         var message = Self.linkMessage(Int32(RTM_NEWLINK), index: try index(of: name, for: operation))

@@ -56,6 +56,7 @@ public enum NetlinkError: Error, CustomStringConvertible, Sendable {
 }
 
 extension Errno {
-    /// ENODEV (swift-system calls it `operationNotSupportedByDevice`): "no such device" for links.
-    public static var noSuchDevice: Errno { Errno(rawValue: 19) }
+    /// ENODEV, "No such device", what the kernel answers for a link that is not there (swift-system names it
+    /// `operationNotSupportedByDevice`, after BSD's text).
+    public static var noSuchDevice: Errno { .operationNotSupportedByDevice }
 }

@@ -7,9 +7,10 @@ import Glibc
 #endif
 
 /// A netlink socket (rtnetlink by default, or nfnetlink) bound to one network namespace (the one it was created
-/// in). Every request goes through
-/// one receive loop: NLM_F_ACK always, sequence numbers checked, extended-ack text put into the error, multipart
-/// dumps collected and redone when the kernel flags them NLM_F_DUMP_INTR, truncation detected.
+/// in). Every request goes through one receive loop: NLM_F_ACK always; only datagrams from the kernel (sender port
+/// id 0) are read; sequence numbers checked (a reply to no request of ours is a protocol violation, except late
+/// answers to an exchange that ended early, which are skipped); extended-ack text put into the error; multipart
+/// dumps collected and redone when the kernel flags them NLM_F_DUMP_INTR; truncation detected.
 ///
 /// Requests are serialised by a lock, so one socket may be shared between tasks. Calls block for as long as the
 /// kernel takes to answer (microseconds to milliseconds).
@@ -28,10 +29,20 @@ public final class NetlinkSocket: Sendable {
     static let pipelineWindow = 128
     /// Redo a dump at most this often when the kernel reports it inconsistent.
     static let dumpAttempts = 8
+    /// The socket's receive buffer: room for a whole pipeline window of acks (SO_RCVBUF, or beyond rmem_max with
+    /// SO_RCVBUFFORCE).
+    static let socketReceiveBufferBytes: Int32 = 4 << 20
+    /// The socket's send buffer: a window of requests in one sendmsg.
+    static let socketSendBufferBytes: Int32 = 1 << 20
+    /// How long a request waits for the kernel's answer (SO_RCVTIMEO).
+    static let receiveTimeoutSeconds = 30
+    /// The port id of the kernel's end of every netlink socket.
+    static let kernelPortID: UInt32 = 0
 
     struct State: ~Copyable {
         var sequence: UInt32
         var buffer: UnsafeMutableRawBufferPointer
+        var abandoned = AbandonedExchanges()
     }
 
     /// Opens a socket in `namespace` (created on a dedicated thread there; never moves the caller).
@@ -45,7 +56,10 @@ public final class NetlinkSocket: Sendable {
         }
         func option(_ level: Int32, _ name: Int32, _ value: Int32) -> Bool {
             var v = value
-            return setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0
+            guard case .success = syscall({ setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }) else {
+                return false
+            }
+            return true
         }
         // Extended acks carry the kernel's explanation; capped acks do not echo our request back.
         _ = option(SOL_NETLINK, NETLINK_EXT_ACK, 1)
@@ -53,21 +67,25 @@ public final class NetlinkSocket: Sendable {
         if family == NETLINK_ROUTE { _ = option(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) }
         _ = option(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         // Room for a whole pipeline window of acks; FORCE needs CAP_NET_ADMIN, so fall back quietly.
-        if !option(SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20) { _ = option(SOL_SOCKET, SO_RCVBUF, 4 << 20) }
-        if !option(SOL_SOCKET, SO_SNDBUFFORCE, 1 << 20) { _ = option(SOL_SOCKET, SO_SNDBUF, 1 << 20) }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if !option(SOL_SOCKET, SO_RCVBUFFORCE, Self.socketReceiveBufferBytes) {
+            _ = option(SOL_SOCKET, SO_RCVBUF, Self.socketReceiveBufferBytes)
+        }
+        if !option(SOL_SOCKET, SO_SNDBUFFORCE, Self.socketSendBufferBytes) {
+            _ = option(SOL_SOCKET, SO_SNDBUF, Self.socketSendBufferBytes)
+        }
+        var timeout = timeval(tv_sec: Self.receiveTimeoutSeconds, tv_usec: 0)
+        _ = syscall { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
 
+        // Port id 0: the kernel assigns one (binding to getpid() fails once another netlink socket took it).
         var address = sockaddr_nl()
         address.nl_family = sa_family_t(AF_NETLINK)
         var length = socklen_t(MemoryLayout<sockaddr_nl>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
+                syscall { bind(fd, sa, length) }.flatMap { _ in syscall { getsockname(fd, sa, &length) } }
             }
         }
-        if !bound {
-            let e = Errno(rawValue: errno)
+        if case .failure(let e) = bound {
             close(fd)
             throw .system(operation: "bind netlink socket in \(namespace)", errno: e)
         }
@@ -85,7 +103,8 @@ public final class NetlinkSocket: Sendable {
     public func namespaceCookie() -> UInt64? {
         var cookie: UInt64 = 0
         var length = socklen_t(MemoryLayout<UInt64>.size)
-        return getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &length) == 0 ? cookie : nil
+        guard case .success = syscall({ getsockopt(fd, SOL_SOCKET, clinux_SO_NETNS_COOKIE, &cookie, &length) }) else { return nil }
+        return cookie
     }
 
     deinit {
@@ -151,18 +170,22 @@ public final class NetlinkSocket: Sendable {
 
     /// Sends `messages` in one datagram, with consecutive sequence numbers, NLM_F_REQUEST|NLM_F_ACK set, and
     /// reads until every one is answered: an ack or error (NLMSG_ERROR) for a change or get, NLMSG_DONE for a dump.
-    /// Messages with other sequence numbers (late answers to an abandoned request) are dropped.
     /// With `framing`, the messages are wrapped in an nfnetlink batch (begin, messages, end: one transaction);
-    /// begin and end ask for no ack.
+    /// begin and end ask for no ack, and an error the kernel reports for them fails the batch.
+    ///
+    /// Each exchange owns the sequence numbers first-1 … first+count (the framing's included). When it ends before
+    /// reading every answer (a timeout, a malformed reply, a violation), its numbers are remembered as abandoned:
+    /// their late answers are skipped by the next exchanges. Any other sequence number is a protocol violation.
     func exchange(_ messages: [MessageBuilder], dump: Bool,
                   framing: (begin: MessageBuilder, end: MessageBuilder)? = nil) throws(NetlinkError) -> [Outcome] {
         precondition(!dump || messages.count == 1, "dumps cannot be pipelined")
         return try state.withLock { state throws(NetlinkError) -> [Outcome] in
             let first = state.sequence &+ 2
             state.sequence &+= UInt32(messages.count + 2)
+            let window = ExchangeWindow(first: first, count: UInt32(messages.count))
             var datagram: [UInt8] = []
             if let framing {
-                datagram += MessageBuilder(copying: framing.begin, addingFlags: UInt16(NLM_F_REQUEST)).finished(sequence: first &- 1)
+                datagram += MessageBuilder(copying: framing.begin, addingFlags: UInt16(NLM_F_REQUEST)).finished(sequence: window.begin)
             }
             for (i, message) in messages.enumerated() {
                 let flagged = MessageBuilder(copying: message, addingFlags: UInt16(NLM_F_REQUEST | NLM_F_ACK))
@@ -170,8 +193,10 @@ public final class NetlinkSocket: Sendable {
             }
             if let framing {
                 datagram += MessageBuilder(copying: framing.end, addingFlags: UInt16(NLM_F_REQUEST))
-                    .finished(sequence: first &+ UInt32(messages.count))
+                    .finished(sequence: window.end)
             }
+            var finished = false
+            defer { if !finished { state.abandoned.add(window) } }
             try send(datagram)
 
             var outcomes = [Outcome](repeating: Outcome(), count: messages.count)
@@ -185,22 +210,38 @@ public final class NetlinkSocket: Sendable {
                     throw .protocolViolation(operation: "read netlink reply", reason: error.description)
                 }
                 for message in parsed {
-                    let slot = Int(message.sequence &- first)
-                    guard slot >= 0, slot < messages.count, !outcomes[slot].complete else { continue }
-                    if message.flags & UInt16(NLM_F_DUMP_INTR) != 0 { outcomes[slot].interrupted = true }
-                    switch Int32(message.type) {
-                    case NLMSG_ERROR, NLMSG_DONE:
-                        if Int32(message.type) == NLMSG_DONE && !dump { continue }
-                        outcomes[slot].failure = try Self.status(of: message)
-                        outcomes[slot].complete = true
-                        pending -= 1
-                    case NLMSG_NOOP:
+                    switch window.classify(message.sequence, framed: framing != nil, abandoned: state.abandoned) {
+                    case .request(let slot):
+                        guard !outcomes[slot].complete else { continue }
+                        if message.flags & UInt16(NLM_F_DUMP_INTR) != 0 { outcomes[slot].interrupted = true }
+                        switch Int32(message.type) {
+                        case NLMSG_ERROR, NLMSG_DONE:
+                            if Int32(message.type) == NLMSG_DONE && !dump { continue }
+                            outcomes[slot].failure = try Self.status(of: message)
+                            outcomes[slot].complete = true
+                            pending -= 1
+                        case NLMSG_NOOP:
+                            continue
+                        default:
+                            outcomes[slot].messages.append(message)
+                        }
+                    case .framing:
+                        // The kernel answers a batch's begin or end only to refuse it (no subsystem, bad batch).
+                        if Int32(message.type) == NLMSG_ERROR, let failure = try Self.status(of: message) {
+                            throw failure.error("nfnetlink batch in \(namespace)")
+                        }
+                    case .stale:
                         continue
-                    default:
-                        outcomes[slot].messages.append(message)
+                    case .unexpected:
+                        // Its other answers, if any, are skipped from now on.
+                        state.abandoned.add(sequence: message.sequence)
+                        throw .protocolViolation(operation: "read netlink reply",
+                                                 reason: "a reply with sequence number \(message.sequence), but this exchange "
+                                                     + "uses \(window.begin)…\(window.end) (type \(message.type))")
                     }
                 }
             }
+            finished = true
             return outcomes
         }
     }
@@ -237,45 +278,117 @@ public final class NetlinkSocket: Sendable {
         return KernelFailure(errno: Errno(rawValue: -code), message: text)
     }
 
-    private func send(_ datagram: [UInt8]) throws(NetlinkError) {
+    func send(_ datagram: [UInt8]) throws(NetlinkError) {
         var kernel = sockaddr_nl()
         kernel.nl_family = sa_family_t(AF_NETLINK)
-        while true {
-            let sent = datagram.withUnsafeBytes { bytes in
+        kernel.nl_pid = Self.kernelPortID
+        _ = try syscall {
+            datagram.withUnsafeBytes { bytes in
                 withUnsafePointer(to: &kernel) { pointer in
                     pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
                     }
                 }
             }
-            if sent >= 0 { return }
-            if errno == EINTR { continue }
-            throw .system(operation: "send to netlink socket in \(namespace)", errno: Errno(rawValue: errno))
-        }
+        }.get { NetlinkError.system(operation: "send to netlink socket in \(namespace)", errno: $0) }
     }
 
+    /// Reads one datagram from the kernel into `buffer` and returns its length. Datagrams from any other sender
+    /// (another process can send to our port id) are dropped unread.
     private func receive(into buffer: UnsafeMutableRawBufferPointer) throws(NetlinkError) -> Int {
         while true {
-            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
-            if n > buffer.count {
+            var sender = sockaddr_nl()
+            var length = socklen_t(MemoryLayout<sockaddr_nl>.size)
+            let received = withUnsafeMutablePointer(to: &sender) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                    syscall { recvfrom(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC), address, &length) }
+                }
+            }
+            switch received {
+            case .success(let n) where n > buffer.count:
                 throw .protocolViolation(operation: "read netlink reply",
                                          reason: "datagram of \(n) bytes truncated to \(buffer.count)")
-            }
-            if n > 0 { return n }
-            if n == 0 {
+            case .success(0):
                 throw .protocolViolation(operation: "read netlink reply", reason: "empty datagram")
+            case .success(let n):
+                guard sender.nl_family == sa_family_t(AF_NETLINK), sender.nl_pid == Self.kernelPortID else { continue }
+                return n
+            case .failure(.resourceTemporarilyUnavailable):
+                throw .protocolViolation(operation: "read netlink reply",
+                                         reason: "no answer from the kernel in \(Self.receiveTimeoutSeconds) s")
+            case .failure(.noBufferSpace):
+                throw .system(operation: "read netlink reply (receive buffer overrun, answers lost)", errno: .noBufferSpace)
+            case .failure(let e):
+                throw .system(operation: "read netlink reply", errno: e)
             }
-            let e = Errno(rawValue: errno)
-            if e == .interrupted { continue }
-            if e == .resourceTemporarilyUnavailable {
-                throw .protocolViolation(operation: "read netlink reply", reason: "no answer from the kernel in 30 s")
-            }
-            if e == .noBufferSpace {
-                throw .system(operation: "read netlink reply (receive buffer overrun, answers lost)", errno: e)
-            }
-            throw .system(operation: "read netlink reply", errno: e)
         }
     }
+}
+
+// MARK: test hooks
+
+extension NetlinkSocket {
+    /// The first sequence number the next exchange will use.
+    var nextSequence: UInt32 { state.withLock { $0.sequence &+ 2 } }
+
+    /// Sends one request (NLM_F_REQUEST|NLM_F_ACK added) with `sequence`, outside any exchange: its answers reach
+    /// the receive loop as replies to no request of this socket.
+    func sendUnpaired(_ message: MessageBuilder, sequence: UInt32) throws(NetlinkError) {
+        try state.withLock { _ throws(NetlinkError) in
+            try send(MessageBuilder(copying: message, addingFlags: UInt16(NLM_F_REQUEST | NLM_F_ACK)).finished(sequence: sequence))
+        }
+    }
+}
+
+/// The sequence numbers of one exchange: its requests first … first+count-1, and the two around them, which an
+/// nfnetlink batch's begin and end carry.
+struct ExchangeWindow: Sendable, Equatable {
+    var first: UInt32
+    var count: UInt32
+
+    var begin: UInt32 { first &- 1 }
+    var end: UInt32 { first &+ count }
+
+    /// What a reply with `sequence` is to this exchange.
+    enum Reply: Equatable {
+        /// The answer to request number `slot`.
+        case request(Int)
+        /// To the batch's begin or end.
+        case framing
+        /// A late answer to an earlier exchange that ended before reading it: skipped.
+        case stale
+        /// To nothing this socket asked and did not give up on: a protocol violation.
+        case unexpected
+    }
+
+    func classify(_ sequence: UInt32, framed: Bool, abandoned: AbandonedExchanges) -> Reply {
+        let slot = sequence &- first
+        if slot < count { return .request(Int(slot)) }
+        if framed && (sequence == begin || sequence == end) { return .framing }
+        if abandoned.contains(sequence) { return .stale }
+        return .unexpected
+    }
+}
+
+/// The sequence numbers of the last exchanges that ended before all their answers were read (and of replies
+/// already reported as unexpected). Bounded: an answer so late that a hundred exchanges ended early since is
+/// treated as unexpected.
+struct AbandonedExchanges: Sendable {
+    static let limit = 100
+    /// Ranges of sequence numbers: first, and how many (wrapping around UInt32).
+    private(set) var ranges: [(first: UInt32, count: UInt32)] = []
+
+    /// Every number of the window, the framing's begin and end included.
+    mutating func add(_ window: ExchangeWindow) { add(first: window.begin, count: window.count &+ 2) }
+
+    mutating func add(sequence: UInt32) { add(first: sequence, count: 1) }
+
+    private mutating func add(first: UInt32, count: UInt32) {
+        ranges.append((first, count))
+        if ranges.count > Self.limit { ranges.removeFirst(ranges.count - Self.limit) }
+    }
+
+    func contains(_ sequence: UInt32) -> Bool { ranges.contains { sequence &- $0.first < $0.count } }
 }
 
 extension MessageBuilder {

@@ -7,6 +7,9 @@ extension NetlinkSocket {
     static let nftablesSubsystem = UInt16(NFNL_SUBSYS_NFTABLES)
     /// NETLINK_NETFILTER, the family of an nfnetlink socket.
     public static let netfilter = NETLINK_NETFILTER
+    /// Set elements per NEWSETELEM/DELSETELEM message: an attribute holds at most 64 KiB, and 1000 keys of up to
+    /// 16 bytes (each nested in element, key and data attributes) stay well below it.
+    static let elementsPerMessage = 1000
 
     /// An nf_tables message: type (subsystem << 8 | command), then struct nfgenmsg.
     static func nftMessage(_ command: Int32, family: UInt8, flags: Int32 = 0) -> MessageBuilder {
@@ -190,11 +193,10 @@ extension NetlinkSocket {
     public func nftUpdateSetElements(family: UInt8, table: String, set: String,
                                      add: [[UInt8]], remove: [[UInt8]]) throws(NetlinkError) {
         var messages: [MessageBuilder] = []
-        // One attribute holds at most 64 KiB: 1000 keys a message.
         for (command, keys) in [(Int32(NFT_MSG_NEWSETELEM.rawValue), add), (Int32(NFT_MSG_DELSETELEM.rawValue), remove)] {
             var start = 0
             while start < keys.count {
-                let chunk = keys[start..<min(start + 1000, keys.count)]
+                let chunk = keys[start..<min(start + Self.elementsPerMessage, keys.count)]
                 var message = Self.nftMessage(command, family: family,
                                               flags: command == Int32(NFT_MSG_NEWSETELEM.rawValue) ? NLM_F_CREATE : 0)
                 message.append(attribute: UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), string: table)
@@ -209,7 +211,7 @@ extension NetlinkSocket {
                     }
                 }
                 messages.append(message)
-                start += 1000
+                start += Self.elementsPerMessage
             }
         }
         guard !messages.isEmpty else { return }
@@ -217,7 +219,8 @@ extension NetlinkSocket {
                                     framing: (Self.batchMessage(Int32(NFNL_MSG_BATCH_BEGIN)), Self.batchMessage(Int32(NFNL_MSG_BATCH_END))))
         for (i, outcome) in outcomes.enumerated() {
             if let failure = outcome.failure {
-                throw failure.error("\(i < (add.count + 999) / 1000 ? "add" : "delete") elements of set \(table) \(set)")
+                let addMessages = (add.count + Self.elementsPerMessage - 1) / Self.elementsPerMessage
+                throw failure.error("\(i < addMessages ? "add" : "delete") elements of set \(table) \(set)")
             }
         }
     }

@@ -31,8 +31,11 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
 
     public var family: AddressFamily { destination.family }
 
-    /// The metric the kernel records: the given one, else 0 for IPv4 and 1024 for IPv6 (IP6_RT_PRIO_USER).
-    public var effectiveMetric: UInt32 { metric ?? (family == .inet6 ? 1024 : 0) }
+    /// The metric the kernel gives an IPv6 route added without one (IP6_RT_PRIO_USER, net/ipv6/route.c).
+    public static let ipv6DefaultMetric: UInt32 = 1024
+
+    /// The metric the kernel records: the given one, else 0 for IPv4 and 1024 for IPv6.
+    public var effectiveMetric: UInt32 { metric ?? (family == .inet6 ? Self.ipv6DefaultMetric : 0) }
 
     /// The route's identity in its table (what RTM_NEWROUTE with NLM_F_REPLACE replaces): table, type, destination,
     /// metric — and, for comparing with a desired route, gateway and device.
@@ -98,7 +101,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         var header = rtmsg()
         header.rtm_family = family.rawValue
         header.rtm_dst_len = UInt8(destination.length)
-        header.rtm_table = table < 256 ? UInt8(table) : UInt8(RT_TABLE_UNSPEC.rawValue)
+        header.rtm_table = RouteTable.headerByte(table)
         let deleting = type == Int32(RTM_DELROUTE)
         header.rtm_protocol = proto.rawValue
         header.rtm_scope = deleting ? (scope ?? .nowhere).rawValue : effectiveScope.rawValue
@@ -188,7 +191,7 @@ extension NetlinkSocket {
         var header = rtmsg()
         header.rtm_family = family.rawValue
         header.rtm_protocol = proto?.rawValue ?? 0
-        if let table { header.rtm_table = table < 256 ? UInt8(table) : 0 }
+        if let table { header.rtm_table = RouteTable.headerByte(table) }
         message.append(header: header)
         if let table { message.append(attribute: UInt16(RTA_TABLE.rawValue), u32: table) }
         let replies: [NetlinkMessage]

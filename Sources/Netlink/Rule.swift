@@ -107,7 +107,7 @@ public struct Rule: Sendable, Hashable, CustomStringConvertible {
         header.family = family.rawValue
         header.src_len = UInt8(source?.length ?? 0)
         header.dst_len = UInt8(destination?.length ?? 0)
-        header.table = table < 256 ? UInt8(table) : 0
+        header.table = RouteTable.headerByte(table)
         header.action = action.rawValue
         header.flags = invert ? UInt32(FIB_RULE_INVERT) : 0
         message.append(header: header)

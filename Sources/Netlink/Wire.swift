@@ -57,7 +57,7 @@ public struct MessageBuilder: Sendable {
     public mutating func nest(_ type: UInt16, flagged: Bool = false, _ body: (inout MessageBuilder) -> Void) {
         let start = bytes.count
         appendInteger(UInt16(0))
-        appendInteger(flagged ? type | 0x8000 : type)
+        appendInteger(flagged ? type | UInt16(NLA_F_NESTED) : type)
         body(&self)
         store(UInt16(bytes.count - start), at: start)
     }
@@ -149,7 +149,7 @@ public struct PayloadReader {
         var offset = slice.startIndex
         while slice.endIndex - offset >= attributeHeaderSize {
             let length = Int(UInt16(slice[offset]) | UInt16(slice[offset + 1]) << 8)
-            let type = (UInt16(slice[offset + 2]) | UInt16(slice[offset + 3]) << 8) & 0x3fff
+            let type = (UInt16(slice[offset + 2]) | UInt16(slice[offset + 3]) << 8) & ~UInt16(NLA_F_NESTED | NLA_F_NET_BYTEORDER)
             guard length >= attributeHeaderSize, length <= slice.endIndex - offset else {
                 throw WireError("attribute \(type) has length \(length) but \(slice.endIndex - offset) bytes remain")
             }

@@ -1,10 +1,9 @@
 import ArgumentParser
-import Foundation
-import Namespace
-import Netlink
+import Benchmarks
 
 /// `returnpath bench netlink`: programs N rules and N routes with our rtnetlink layer and with `ip -batch`, each in
-/// a fresh throwaway namespace, dumps them, and prints times and the ratio ours / ip -batch.
+/// a fresh throwaway namespace, dumps them, and prints times and the ratio ours / ip -batch (Benchmarks'
+/// NetlinkBenchmark).
 struct BenchNetlink: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "netlink",
@@ -31,158 +30,13 @@ struct BenchNetlink: ParsableCommand {
     }
 
     func run() throws {
-        _ = try ProgramRun.locate("ip")
-        let scratch = ScratchNamespaces(tag: "b")
-        defer { scratch.removeAll() }
         do {
-            var best = try measure(scratch)
-            for _ in 1..<rounds { best = best.bestOf(try measure(scratch)) }
+            let best = try NetlinkBenchmark(count: count, perProcessCount: perProcessCount, rounds: rounds).run()
             print(json ? best.json : best.table)
-        } catch let error as NetlinkError {
+        } catch .netlink(let error) {
             throw fail(error.description, code: 1)
-        } catch let error as NamespaceError {
+        } catch .namespace(let error) {
             throw fail(error.description, code: 1)
         }
-    }
-
-    struct Result {
-        var count: Int
-        var rulesAdd, rulesAddIPBatch, routesAdd, routesAddIPBatch, rulesDump, rulesDumpIP, routesDump: Double
-        var perProcessCount: Int
-        var perProcessRule: Double?
-
-        var table: String {
-            func s(_ t: Double) -> String { String(format: "%8.3f s", t) }
-            func ratio(_ a: Double, _ b: Double) -> String { String(format: "%5.2f×", a / b) }
-            var lines = [
-                "returnpath bench netlink: \(count) rules and \(count) routes, fresh namespaces for each run, best of the rounds",
-                "",
-                "operation                     returnpath     ip -batch   ours/ip",
-                "add \(pad(count)) rules          \(s(rulesAdd))    \(s(rulesAddIPBatch))    \(ratio(rulesAdd, rulesAddIPBatch))",
-                "add \(pad(count)) routes         \(s(routesAdd))    \(s(routesAddIPBatch))    \(ratio(routesAdd, routesAddIPBatch))",
-                "dump \(pad(count)) rules         \(s(rulesDump))    \(s(rulesDumpIP))    \(ratio(rulesDump, rulesDumpIP))   (ip -j rule show)",
-                "dump \(pad(count)) routes        \(s(routesDump))",
-            ]
-            if let perProcessRule {
-                lines.append("")
-                lines.append(String(format: "one ip process per rule (%d rules): %.2f ms each, %.1f s for %d",
-                                    perProcessCount, perProcessRule * 1000, perProcessRule * Double(count), count))
-            }
-            return lines.joined(separator: "\n")
-        }
-
-        /// The smaller of each figure.
-        func bestOf(_ other: Result) -> Result {
-            var best = self
-            best.rulesAdd = min(rulesAdd, other.rulesAdd)
-            best.rulesAddIPBatch = min(rulesAddIPBatch, other.rulesAddIPBatch)
-            best.routesAdd = min(routesAdd, other.routesAdd)
-            best.routesAddIPBatch = min(routesAddIPBatch, other.routesAddIPBatch)
-            best.rulesDump = min(rulesDump, other.rulesDump)
-            best.rulesDumpIP = min(rulesDumpIP, other.rulesDumpIP)
-            best.routesDump = min(routesDump, other.routesDump)
-            if let a = perProcessRule, let b = other.perProcessRule { best.perProcessRule = min(a, b) }
-            return best
-        }
-
-        private func pad(_ n: Int) -> String { String(n).padding(toLength: 7, withPad: " ", startingAt: 0) }
-
-        var json: String {
-            var object: [String: Any] = [
-                "count": count, "rules_add_s": rulesAdd, "rules_add_ip_batch_s": rulesAddIPBatch,
-                "routes_add_s": routesAdd, "routes_add_ip_batch_s": routesAddIPBatch, "rules_dump_s": rulesDump,
-                "rules_dump_ip_s": rulesDumpIP, "routes_dump_s": routesDump,
-                "rules_add_ratio": rulesAdd / rulesAddIPBatch, "routes_add_ratio": routesAdd / routesAddIPBatch,
-            ]
-            if let perProcessRule {
-                object["per_process_count"] = perProcessCount
-                object["per_process_rule_s"] = perProcessRule
-            }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
-        }
-    }
-
-    /// The objects: rule i = pref 10000+i from 10.a.b.c lookup 1000+i; route i = default via the peer in table 1000+i.
-    func rules(_ n: Int) -> [Rule] {
-        (0..<n).map { (i: Int) -> Rule in
-            let source = IPPrefix(host: IPAddress.v4(0x0a00_0000 | UInt32(i + 1)))
-            return Rule(priority: UInt32(10_000 + i), source: source, table: UInt32(1000 + i))
-        }
-    }
-
-    func routes(_ n: Int) -> [Route] {
-        (0..<n).map { (i: Int) -> Route in
-            Route(destination: .defaultRoute(.inet), table: UInt32(1000 + i), gateway: .v4(0x0a63_0002), device: "v0")
-        }
-    }
-
-    /// A namespace with interface v0 (10.99.0.1/24) whose veth peer (10.99.0.2) is in a second namespace.
-    func node(_ scratch: ScratchNamespaces, _ name: String) throws -> (NetworkNamespace, NetlinkSocket, done: () -> Void) {
-        let ns = try scratch.make(name)
-        let peer = try scratch.make(name + "-peer")
-        let socket = try NetlinkSocket(namespace: ns)
-        try socket.createVeth("v0", in: ns, peer: "v1", in: peer)
-        try socket.setLink("v0", up: true)
-        try socket.addAddress(try IPPrefix(parsing: "10.99.0.1/24"), to: "v0")
-        try NetlinkSocket(namespace: peer).setLink("v1", up: true)
-        return (ns, socket, { scratch.remove(ns); scratch.remove(peer) })
-    }
-
-    func ipBatch(_ ns: NetworkNamespace, _ lines: [String]) throws -> Double {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("returnpath-bench-\(getpid()).batch")
-        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: file) }
-        var status: Int32 = 0
-        var errors = ""
-        let elapsed = try time {
-            let run = try ProgramRun.run(["ip", "-n", ns.name ?? "", "-batch", file.path])
-            status = run.status
-            errors = run.errors
-        }
-        guard status == 0 else { throw Failure(description: "ip -batch failed: \(errors)") }
-        return elapsed
-    }
-
-    func measure(_ scratch: ScratchNamespaces) throws -> Result {
-        let ruleList = rules(count), routeList = routes(count)
-
-        let (oursNS, ours, oursDone) = try node(scratch, "ours")
-        let rulesAdd = try time { try ours.addRules(ruleList).throwFirst() }
-        let routesAdd = try time { try ours.addRoutes(routeList).throwFirst() }
-        var dumped = 0
-        let rulesDump = try time { dumped = try ours.rules(family: .inet).count }
-        guard dumped == count + 3 else { throw Failure(description: "dumped \(dumped) rules, want \(count + 3)") }
-        let routesDump = try time { dumped = try ours.routes(family: .inet).count }
-        guard dumped >= count else { throw Failure(description: "dumped \(dumped) routes, want at least \(count)") }
-        let rulesDumpIP = try time { _ = try ProgramRun.run(["ip", "-n", oursNS.name ?? "", "-j", "rule", "show"]) }
-        oursDone()
-
-        let (ipNS, ipSocket, ipDone) = try node(scratch, "ip")
-        let rulesAddIPBatch = try ipBatch(ipNS, ruleList.map { "rule add " + $0.description })
-        let routesAddIPBatch = try ipBatch(ipNS, routeList.map { "route add " + $0.description })
-        // Same state as ours: the comparison is only fair if ip did the same work.
-        guard try ipSocket.rules(family: .inet).count == count + 3,
-              try ipSocket.routes(family: .inet).filter({ $0.table >= 1000 }).count == count else {
-            throw Failure(description: "ip -batch did not program the same objects")
-        }
-        ipDone()
-
-        var perProcess: Double?
-        if perProcessCount > 0 {
-            let (oneNS, _, oneDone) = try node(scratch, "one")
-            let few = rules(perProcessCount)
-            let elapsed = try time {
-                for rule in few {
-                    let run = try ProgramRun.run(["ip", "-n", oneNS.name ?? "", "rule", "add"] + rule.ipArguments)
-                    guard run.status == 0 else { throw Failure(description: "ip rule add failed: \(run.errors)") }
-                }
-            }
-            perProcess = elapsed / Double(perProcessCount)
-            oneDone()
-        }
-        return Result(count: count, rulesAdd: rulesAdd, rulesAddIPBatch: rulesAddIPBatch, routesAdd: routesAdd,
-                      routesAddIPBatch: routesAddIPBatch, rulesDump: rulesDump, rulesDumpIP: rulesDumpIP,
-                      routesDump: routesDump, perProcessCount: perProcessCount, perProcessRule: perProcess)
     }
 }

@@ -85,7 +85,9 @@ struct DemoCommand: ParsableCommand {
         say("\nThe SYN comes in on eth1/eth2; the node routes the SYN-ACK by destination only: out eth0, to the default gateway.")
 
         guard let policy = Policy.derived(from: topology, host: "node") else { throw StepFailed(description: "derive the policy") }
-        let strategies: [Strategy] = strategy == .all ? Strategy.allCases : [Strategy(rawValue: strategy.rawValue)!]
+        guard let strategies = strategy == .all ? Strategy.allCases : Strategy(rawValue: strategy.rawValue).map({ [$0] }) else {
+            throw StepFailed(description: "no strategy \(strategy.rawValue)")
+        }
         let returnRouter = try ReturnRouter(namespace: node)
         let lock = try returnRouter.lock(role: "demo", wait: 10)
         defer { withExtendedLifetime(lock) {} }

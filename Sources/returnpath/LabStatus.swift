@@ -50,6 +50,10 @@ struct LabStatus: ParsableCommand {
                 lines.append(row([host.name, host.namespace, "-", "MISSING", ""]))
                 continue
             }
+            if let error = host.error {
+                lines.append(row([host.name, host.namespace, "-", "ERROR", error]))
+                continue
+            }
             for (i, interface) in host.interfaces.enumerated() {
                 lines.append(row([i == 0 ? host.name : "", i == 0 ? host.namespace : "", interface.name,
                                   interface.up ? "UP" : "DOWN", interface.addresses.joined(separator: " ")]))
@@ -64,8 +68,7 @@ struct LabStatus: ParsableCommand {
             lines.append("")
             lines.append(row(["HOST", "SERVICE", "REPLY", "ANSWERS"], widths: [10, 20, 8]))
             for service in lab.services {
-                let endpoint = IPAddress(service.address)?.endpoint(port: service.port) ?? "\(service.address):\(service.port)"
-                lines.append(row([service.host, endpoint, service.reply,
+                lines.append(row([service.host, service.endpoint, service.reply,
                                   service.answers ? "yes" : "no (\(service.answer))"], widths: [10, 20, 8]))
             }
         }
@@ -75,7 +78,7 @@ struct LabStatus: ParsableCommand {
             for entry in lab.dnat {
                 let answers = entry.answers.map { $0 ? "yes (\(entry.answer ?? ""))" : "no (\(entry.answer ?? ""))" } ?? "\(entry.proto): not checked"
                 lines.append(row([entry.host, entry.service + (entry.proto == "tcp" ? "" : "/\(entry.proto)"),
-                                  entry.backend + (entry.masquerade ? " masq" : ""), entry.installed ? "in place" : "differs",
+                                  entry.backend + (entry.masquerade ? " masq" : ""), entry.error.map { "error: \($0)" } ?? (entry.installed ? "in place" : "differs"),
                                   answers], widths: [10, 20, 25, 10]))
             }
         }

@@ -4,7 +4,7 @@ import Netlink
 import Testing
 
 struct TopologyFileTests {
-    @Test func seedParsesToTheSharedNotesTable() throws {
+    @Test func seedParsesToTheDocumentedTopology() throws {
         let seed = try Seed.topology()
         #expect(seed.name == "seed")
         #expect(seed.hosts.map(\.name) == ["node", "gateway", "router", "client1", "client2"])
@@ -64,12 +64,21 @@ struct TopologyFileTests {
         }
     }
 
-    @Test func networksNeedTwoMembersAndDistinctSubnets() {
-        #expect(throws: TopologyError.self) {
-            try TopologyFile.parse("networks:\n  a: {subnet: 10.0.0.0/24}\nhosts:\n  h:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n", file: "x")
-        }
-        #expect(throws: TopologyError.self) {
-            try TopologyFile.parse("networks:\n  a: {subnet: 10.0.0.0/24}\n  b: {subnet: 10.0.0.0/16}\nhosts: {}\n", file: "x")
+    /// The problem named, at its line: not merely some TopologyError.
+    @Test(arguments: [
+        ("one member", "networks:\n  a: {subnet: 10.0.0.0/24}\nhosts:\n  h:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n",
+         2, "network a has 1 member(s); it needs at least 2"),
+        ("overlapping subnets", "networks:\n  a: {subnet: 10.0.0.0/24}\n  b: {subnet: 10.0.0.0/16}\nhosts: {}\n",
+         3, "subnet 10.0.0.0/16 of network b overlaps network a (10.0.0.0/24)"),
+    ])
+    func networksNeedTwoMembersAndDistinctSubnets(name: String, text: String, line: Int, message: String) {
+        do {
+            _ = try TopologyFile.parse(text, file: "x")
+            Issue.record("\(name): accepted")
+        } catch {
+            #expect(error.file == "x", "\(name)")
+            #expect(error.line == line, "\(name): \(error)")
+            #expect(error.message == message, "\(name): \(error)")
         }
     }
 

@@ -68,7 +68,7 @@ struct LabIntegrationTests {
         }.sorted()
     }
 
-    @Test func seedLabMatchesTheNotesAndBehavesLikeThePOC() throws {
+    @Test func seedLabMatchesTheDocsAndBehavesLikeThePOC() throws {
         try withLab { lab in
             #expect(Set(namespaces(of: lab)) == Set(["node", "gateway", "router", "client1", "client2"].map { "rp-\(lab)-\($0)" }))
             let node = try ns(lab, "node"), router = try ns(lab, "router"), gateway = try ns(lab, "gateway")
@@ -163,24 +163,37 @@ struct LabIntegrationTests {
         }
     }
 
+    /// `lab up` killed (SIGKILL) right after each of its steps in turn (RETURNPATH_LAB_FAILPOINT=N): every kill must
+    /// land mid-way — the process died by the signal and left the state of an incomplete lab — and `lab down` must
+    /// then leave nothing: no namespace, no service process, no state file.
     @Test func downAfterSigkillOfUpLeavesNothing() throws {
-        for delay in [0, 3, 8, 15, 25, 40, 70] {
+        let environment = ProcessInfo.processInfo.environment
+        var step = 1
+        var sawNamespaces = false, sawServiceProcess = false
+        while step < 60 {
             let lab = uniqueLabName()
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: returnpathBinary)
-            process.arguments = ["lab", "up", "-q", "--name", lab]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            usleep(UInt32(delay * 1000))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            let up = try execute(returnpathBinary, ["lab", "up", "-q", "--name", lab],
+                                 environment: environment.merging(["RETURNPATH_LAB_FAILPOINT": String(step)]) { $1 })
+            if up.status == 0 {   // ran past its last step: every step was covered
+                #expect(try returnpath("lab", "down", "--name", lab).status == 0)
+                break
+            }
+            #expect(up.status == SIGKILL, "step \(step) did not die by the failpoint: \(up.errors)")
+            let state = LabStore().load(lab)
+            #expect(state != nil && state?.complete == false, "step \(step): no state of an incomplete lab was left")
+            sawNamespaces = sawNamespaces || !namespaces(of: lab).isEmpty
+            sawServiceProcess = sawServiceProcess || !servePIDs(lab).isEmpty
             let down = try returnpath("lab", "down", "--name", lab)
-            #expect(down.status == 0, "delay \(delay) ms: \(down.errors)")
-            #expect(namespaces(of: lab).isEmpty, "delay \(delay) ms left \(namespaces(of: lab))")
-            #expect(servePIDs(lab).isEmpty, "delay \(delay) ms left a service process")
+            #expect(down.status == 0, "step \(step): \(down.errors)")
+            #expect(namespaces(of: lab).isEmpty, "step \(step) left \(namespaces(of: lab))")
+            #expect(servePIDs(lab).isEmpty, "step \(step) left a service process")
             #expect(!FileManager.default.fileExists(atPath: "\(LabStore.defaultDirectory)/\(lab).json"))
+            step += 1
         }
+        // The seed has 5 hosts: at least a step per namespace, then links, addresses, … and the service process.
+        #expect(step > 15, "the failpoint fired only \(step - 1) times")
+        #expect(step < 60, "lab up never completed")
+        #expect(sawNamespaces && sawServiceProcess, "no kill left namespaces or a service process behind")
     }
 
     @Test func foreignNamespacesAreLeftAlone() throws {

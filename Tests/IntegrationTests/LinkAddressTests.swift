@@ -22,7 +22,7 @@ struct LinkAddressTests {
             #expect(try run(["ip", "-o", "link"]) == hostLinks)
             // Our own read-back agrees.
             let link = try #require(try socket.link(named: "eth1"))
-            #expect(link.kind == "veth")
+            #expect(link.kind == .veth)
             #expect(link.mtu == 1400)
             #expect(link.alias == "rp-test")
             #expect(link.linkNetnsID != nil)
@@ -64,7 +64,7 @@ struct LinkAddressTests {
             try pair.rightSocket.setMaster("b", "br0")
             let b = try ipJSON(pair.right, "link", "show", "b")
             #expect(b.first?["master"] as? String == "br0")
-            #expect(try pair.rightSocket.link(named: "br0")?.kind == "bridge")
+            #expect(try pair.rightSocket.link(named: "br0")?.kind == .bridge)
             try pair.rightSocket.setMaster("b", nil)
             #expect(try ipJSON(pair.right, "link", "show", "b").first?["master"] == nil)
         }
@@ -77,7 +77,9 @@ struct LinkAddressTests {
             guard case .invalidRequest(let op, let reason) = error else { Issue.record("\(error)"); return }
             #expect(op == "set link eth9 up")
             #expect(reason.contains("unknown device \"eth9\""))
-            #expect(throws: NetlinkError.self) { try s.createVeth("a-name-far-too-long", in: ns[0], peer: "b", in: ns[0]) }
+            let tooLong = try #require(netlinkError { try s.createVeth("a-name-far-too-long", in: ns[0], peer: "b", in: ns[0]) })
+            guard case .invalidRequest(_, let why) = tooLong else { Issue.record("\(tooLong)"); return }
+            #expect(why == "interface name \"a-name-far-too-long\" is longer than 15 bytes")
             #expect(try s.links().map(\.name) == ["lo"])
         }
     }

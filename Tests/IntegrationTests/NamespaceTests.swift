@@ -51,8 +51,10 @@ struct NamespaceTests {
     }
 
     @Test func invalidNamesAreRejectedBeforeAnythingIsCreated() throws {
-        for bad in ["", ".", "..", "a/b", String(repeating: "x", count: 256)] {
-            #expect(throws: NamespaceError.self) { try NetworkNamespace.create(bad) }
+        let long = String(repeating: "x", count: 256)
+        for (bad, reason) in [("", "empty"), (".", "reserved"), ("..", "reserved"), ("a/b", "contains '/' or NUL"),
+                              (long, "longer than 255 bytes")] {
+            #expect(throws: NamespaceError.invalidName(bad, reason: reason)) { try NetworkNamespace.create(bad) }
         }
         #expect(!FileManager.default.fileExists(atPath: "/run/netns/a"))
     }
@@ -93,10 +95,18 @@ struct NamespaceTests {
 
     @Test func badSysctlKeysAreRejected() throws {
         try withNamespaces(1) { ns in
-            #expect(throws: NamespaceError.self) { try ns[0].readSysctl("kernel.hostname") }
-            #expect(throws: NamespaceError.self) { try ns[0].readSysctl("net.ipv4.conf.eth9.rp_filter") }
-            #expect(throws: NamespaceError.self) { try ns[0].writeSysctl("net.ipv4.conf..rp_filter", "1") }
-            #expect(throws: NamespaceError.self) { try ns[0].writeSysctl("net.ipv4.ip_forward", "banana") }
+            #expect(throws: NamespaceError.invalidSysctl("kernel.hostname", reason: "only net.* keys belong to a network namespace")) {
+                try ns[0].readSysctl("kernel.hostname")
+            }
+            #expect(throws: NamespaceError.invalidSysctl("net.ipv4.conf.eth9.rp_filter", reason: "no such sysctl in \(ns[0])")) {
+                try ns[0].readSysctl("net.ipv4.conf.eth9.rp_filter")
+            }
+            #expect(throws: NamespaceError.invalidSysctl("net.ipv4.conf..rp_filter", reason: "malformed component \"\"")) {
+                try ns[0].writeSysctl("net.ipv4.conf..rp_filter", "1")
+            }
+            #expect(throws: NamespaceError.invalidSysctl("net.ipv4.ip_forward", reason: "the kernel rejected the value \"banana\"")) {
+                try ns[0].writeSysctl("net.ipv4.ip_forward", "banana")
+            }
         }
     }
 }

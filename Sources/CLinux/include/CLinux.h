@@ -25,6 +25,14 @@ static const int clinux_MNT_DETACH = 2;
 static const unsigned int clinux_IFF_UP = 0x1;
 static const unsigned int clinux_IFF_LOOPBACK = 0x8;
 static const unsigned int clinux_IFF_LOWER_UP = 0x10000;
+/// POSIX_SPAWN_SETSID (spawn.h, only under _GNU_SOURCE): the child starts a new session (setsid).
+static const short clinux_POSIX_SPAWN_SETSID = 0x80;
+/// SO_NETNS_COOKIE (asm-generic/socket.h, Linux 5.14+): the socket's namespace cookie.
+#ifdef SO_NETNS_COOKIE
+static const int clinux_SO_NETNS_COOKIE = SO_NETNS_COOKIE;
+#else
+static const int clinux_SO_NETNS_COOKIE = 71;
+#endif
 
 int clinux_setns(int fd, int nstype);
 int clinux_unshare(int flags);
@@ -33,6 +41,8 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
                  unsigned long flags, const void *data);
 int clinux_umount2(const char *target, int flags);
 int clinux_pipe2(int fds[2], int flags);
+/// pidfd_open(2) (Linux 5.3+): a descriptor that becomes readable when the process exits.
+int clinux_pidfd_open(pid_t pid);
 #include <spawn.h>
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+): close every descriptor from `from` up in the child.
 int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);

@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IP address and port as the socket calls take them (sockaddr_in or sockaddr_in6): the one place returnpath
+/// builds a socket address, for the lab's services, its clients, the probe and the benchmarks.
+public struct SocketAddress: Sendable {
+    private var storage = sockaddr_storage()
+    /// sizeof(sockaddr_in) or sizeof(sockaddr_in6).
+    public let length: socklen_t
+    public let address: IPAddress
+    public let port: UInt16
+
+    public init(_ address: IPAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+        switch address {
+        case .v4(let value):
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            sin.sin_addr.s_addr = value.bigEndian
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin, as: sockaddr_in.self) }
+        case .v6:
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: address.bytes) }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin6, as: sockaddr_in6.self) }
+        }
+    }
+
+    /// AF_INET or AF_INET6: the domain of a socket for this address.
+    public var domain: Int32 { address.family == .inet6 ? AF_INET6 : AF_INET }
+
+    /// Calls `body` with the sockaddr and its length (for bind, connect, sendto).
+    public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> T) rethrows -> T {
+        try withUnsafePointer(to: storage) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }
+        }
+    }
+}
+
+/// A TCP socket address for an IP address and port.
+public func withSocketAddress<T>(_ address: IPAddress, _ port: UInt16,
+                                 _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    SocketAddress(address, port: port).withSockaddr(body)
+}
