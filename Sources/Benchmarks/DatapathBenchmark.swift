@@ -68,10 +68,10 @@ public struct DatapathBenchmark: Sendable {
                 "returnpath bench datapath: \(services) services, client1 → router → node's last service, best of \(rounds) × \(seconds) s per rate",
                 String(format: "no policy (symmetric by routing, measured before each strategy): best %.0f connections/s", baseline),
                 "",
-                "strategy  conn/s   vs none   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   one service",
+                "strategy        conn/s   vs none   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   one service",
             ]
             for r in rows {
-                lines.append(r.strategy.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: " %7.0f   %6.2f×   %8.3f s   %12.3f s      %6.2f×    %8.3f s   %8.3f s",
+                lines.append(r.strategy.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: " %7.0f   %6.2f×   %8.3f s   %12.3f s      %6.2f×    %8.3f s   %8.3f s",
                              r.rate, r.rate / r.baseline, r.coldApply ?? 0, r.coldBaseline ?? 0,
                              (r.coldApply ?? 0) / max(r.coldBaseline ?? 1, 1e-9), r.noop ?? 0, r.change ?? 0))
             }
@@ -138,11 +138,15 @@ public struct DatapathBenchmark: Sendable {
         ownership.priorityBase = 10_000
         ownership.priorityCount = UInt32(max(10_000, services + 200))
         let clients = try benchmarkStep { try IPPrefix(parsing: "10.111.223.0/24") }
-        for strategy in strategies {
+        // ingress twice: with conntrack (the default) and with socket tracking.
+        let runs = strategies.flatMap { strategy -> [(Strategy, Policy.IngressTracking)] in
+            strategy == .ingress ? [(strategy, .conntrack), (strategy, .socket)] : [(strategy, .conntrack)]
+        }
+        for (strategy, tracking) in runs {
             let policy = Policy(name: "bench", interfaces: [Policy.Interface(
                 name: "eth1", gateway: IPAddress.v4(0x0a6f_dd15), services: addresses.map { IPPrefix(host: $0) },
-                clients: [clients])], ownership: ownership)
-            var row = Row(strategy: strategy.rawValue, rate: 0)
+                clients: [clients])], ownership: ownership, ingressTracking: tracking)
+            var row = Row(strategy: tracking == .socket ? "ingress-socket" : strategy.rawValue, rate: 0)
             row.baseline = try noPolicyRate()
             baseline = max(baseline, row.baseline)
             do {

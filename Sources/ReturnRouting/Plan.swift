@@ -135,6 +135,15 @@ public enum Planner {
                         prerouting.append("\(iif) \(set.match) daddr @\(set.name) \(setMark)")
                         output.append("\(set.match) saddr @\(set.name) \(setMark)")
                     }
+                } else if policy.ingressTracking == .socket {
+                    // Requests to local addresses carry the mark; the accepted socket takes it (tcp_fwmark_accept):
+                    // its replies carry it with no connection tracking. Also what a strict rp_filter needs.
+                    prerouting.append("\(iif) fib daddr type local \(setMark)")
+                    for set in serviceSets(entry, slot: slot, skipping: ambiguous) where !set.elements.isEmpty || entry.servicesFrom != nil {
+                        sets.append(set)
+                        // Sockets accepted before (no mark of their own): by source address.
+                        output.append("meta mark & \(mask) == 0 \(set.match) saddr @\(set.name) \(setMark)")
+                    }
                 } else {
                     // Replies of connections that ingress has not seen come in (opened under another strategy, or
                     // while nothing tracked connections): by their source address, when the policy lists the service
@@ -155,6 +164,11 @@ public enum Planner {
                     // Replies of local sockets.
                     output.append("ct mark & \(mask) == \(mark) \(setMark)")
                 }
+            }
+            if strategy == .ingress && policy.ingressTracking == .socket {
+                sysctls.append(.init(key: "net.ipv4.tcp_fwmark_accept", value: "1"))
+                sysctls.append(.init(key: "net.ipv4.fwmark_reflect", value: "1"))
+                if families.contains(.inet6) { sysctls.append(.init(key: "net.ipv6.fwmark_reflect", value: "1")) }
             }
             var chains: [NftTable.Chain] = []
             // Before routing (and, at mangle, before kube-proxy's DNAT).

@@ -104,9 +104,23 @@ public struct Policy: Sendable, Equatable {
     /// Destinations that keep using the main table whatever the strategy (cluster and pod CIDRs).
     public var exempt: [IPPrefix]
     public var ownership: Ownership
+    /// How ingress remembers a connection's interface.
+    public var ingressTracking: IngressTracking = .conntrack
+
+    /// `spec.ingress.tracking`.
+    public enum IngressTracking: String, Sendable, Equatable, CaseIterable {
+        /// The conntrack mark: TCP and UDP, local and forwarded (DNAT to pods). Every new connection pays for
+        /// connection tracking.
+        case conntrack
+        /// The socket's mark: the request is marked on its way in and, with net.ipv4.tcp_fwmark_accept=1, the
+        /// accepted socket takes the mark, so every reply carries it; net.ipv4.fwmark_reflect=1 does the same for
+        /// the RSTs and ICMP the kernel sends itself. No connection tracking; local TCP only (not UDP, not DNAT).
+        case socket
+    }
 
     public init(name: String, strategy: Strategy? = nil, interfaces: [Interface], exempt: [IPPrefix] = [],
-                ownership: Ownership = Ownership()) {
+                ownership: Ownership = Ownership(), ingressTracking: IngressTracking = .conntrack) {
+        self.ingressTracking = ingressTracking
         self.name = name
         self.strategy = strategy
         self.interfaces = interfaces
@@ -156,7 +170,7 @@ public enum PolicyFile {
             if let n = reader.value(fields, "name") { name = try reader.string(n, "metadata.name") }
         }
         guard let specNode = reader.value(top, "spec") else { throw reader.fail(root, "no spec") }
-        let spec = try reader.entries(specNode, "spec", allowed: ["strategy", "interfaces", "exempt", "ownership"])
+        let spec = try reader.entries(specNode, "spec", allowed: ["strategy", "interfaces", "exempt", "ownership", "ingress"])
 
         var strategy: Strategy?
         if let node = reader.value(spec, "strategy") {
@@ -254,6 +268,18 @@ public enum PolicyFile {
                 ownership.allowKubeProxyMarks = text == "true"
             }
         }
-        return Policy(name: name, strategy: strategy, interfaces: interfaces, exempt: exempt, ownership: ownership)
+        var tracking = Policy.IngressTracking.conntrack
+        if let node = reader.value(spec, "ingress") {
+            let fields = try reader.entries(node, "spec.ingress", allowed: ["tracking"])
+            if let n = reader.value(fields, "tracking") {
+                let text = try reader.string(n, "spec.ingress.tracking")
+                guard let parsed = Policy.IngressTracking(rawValue: text) else {
+                    throw reader.fail(n, "spec.ingress.tracking \"\(text)\" is not one of conntrack, socket")
+                }
+                tracking = parsed
+            }
+        }
+        return Policy(name: name, strategy: strategy, interfaces: interfaces, exempt: exempt, ownership: ownership,
+                      ingressTracking: tracking)
     }
 }

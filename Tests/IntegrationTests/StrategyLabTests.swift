@@ -90,3 +90,50 @@ struct StrategyLabTests {
         }
     }
 }
+
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct IngressTrackingTests {
+    /// `spec.ingress.tracking: socket`: the accepted socket takes the request's mark (tcp_fwmark_accept), so the
+    /// replies carry it and nothing is tracked; the sysctls are recorded and restored. conntrack, for contrast,
+    /// tracks every connection.
+    @Test func socketTrackingFixesTheSeedWithoutConnectionTracking() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let before = try state(node)
+            let policy = { (tracking: String) in """
+                apiVersion: returnpath.dev/v1alpha1
+                kind: ReturnTrafficPolicy
+                spec:
+                  strategy: ingress
+                  ingress: {tracking: \(tracking)}
+                  interfaces:
+                    - {name: eth1, gateway: 10.111.221.21, services: [192.168.1.1]}
+                    - {name: eth2, gateway: 10.111.222.21, services: [192.168.2.1]}
+                """ }
+            let path = try writeTemporary(policy("socket"))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let applied = try applyJSON(["--lab", lab, "-f", path])
+            #expect(applied.status == 0, "\(applied.raw.errors)")
+            #expect(try node.readSysctl("net.ipv4.tcp_fwmark_accept") == "1")
+            let (status, flows, raw) = try probe(lab)
+            #expect(status == 0 && flows.values.allSatisfy { $0["verdict"] as? String == "symmetric" }, "\(raw.output)")
+            let count = { (try? node.readSysctl("net.netfilter.nf_conntrack_count")) ?? "0" }
+            #expect(count() == "0", "socket tracking should track no connection")
+            #expect(!(try run(["ip", "netns", "exec", node.name!, "nft", "list", "table", "inet", "returnpath"]).contains("ct ")))
+
+            // Switch to conntrack and back: both fix the seed; remove restores the sysctls.
+            try policy("conntrack").write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(try applyJSON(["--lab", lab, "-f", path]).status == 0)
+            #expect(try node.readSysctl("net.ipv4.tcp_fwmark_accept") == "0")
+            let (tracked, _, trackedRaw) = try probe(lab)
+            #expect(tracked == 0, "\(trackedRaw.output)")
+            #expect(count() != "0", "conntrack tracking should track the probe's connections")
+            try policy("socket").write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(try applyJSON(["--lab", lab, "-f", path]).status == 0)
+            let again = try applyJSON(["--lab", lab, "-f", path])
+            #expect(again.object["added"] as? Int == 0 && again.object["removed"] as? Int == 0)
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+            #expect(try state(node) == before)
+        }
+    }
+}
