@@ -122,6 +122,7 @@ public enum PolicyFile {
             strategy = parsed
         }
         var interfaces: [Policy.Interface] = []
+        var interfaceNames = Set<String>()
         guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
         for node in try reader.list(interfacesNode, "spec.interfaces") {
             let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "services", "clients"])
@@ -144,7 +145,7 @@ public enum PolicyFile {
                     entry[keyPath: target].append(prefix)
                 }
             }
-            if interfaces.contains(where: { $0.name == ifName }) {
+            if !interfaceNames.insert(ifName).inserted {
                 throw reader.fail(nameNode, "interface \(ifName) is listed twice")
             }
             interfaces.append(entry)

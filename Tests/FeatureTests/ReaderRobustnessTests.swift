@@ -1,5 +1,5 @@
 import Foundation
-import Lab
+@testable import Lab
 import Netlink
 import ReturnRouting
 import Testing
@@ -222,5 +222,80 @@ struct ReaderRobustnessTests {
         }
         let exact = write("exact.yaml", Array(repeating: UInt8(ascii: "#"), count: YAMLReader.maximumBytes))
         #expect(throws: FileError(file: exact, line: nil, message: "the file is empty")) { try TopologyFile.load(path: exact) }
+    }
+
+    /// Was: 20 s (5000 networks: every pair of subnets compared, every interface's network looked up in a list) and
+    /// 27 s (20,000 policy interfaces, each compared with all before it) in a debug build.
+    @Test func largeDocumentsAreReadInLinearTime() throws {
+        var networks = "name: big\nnetworks:\n"
+        for i in 0..<5000 { networks += "  n\(i): {subnet: 10.\(i / 256).\(i % 256).0/24}\n" }
+        networks += "hosts:\n"
+        for (host, last) in [("a", 1), ("b", 2)] {
+            networks += "  \(host):\n    interfaces:\n"
+            for i in 0..<5000 { networks += "      e\(i): {network: n\(i), address: 10.\(i / 256).\(i % 256).\(last)}\n" }
+        }
+        var start = Date()
+        #expect(try TopologyFile.parse(networks, file: "t.yaml").networks.count == 5000)
+        #expect(Date().timeIntervalSince(start) < 10, "5000 networks took \(Date().timeIntervalSince(start)) s")
+
+        var interfaces = policyHead + "  interfaces:\n"
+        for i in 0..<20_000 { interfaces += "    - {name: e\(i), gateway: 10.0.0.1}\n" }
+        start = Date()
+        #expect(try PolicyFile.parse(interfaces, file: "p.yaml").interfaces.count == 20_000)
+        #expect(Date().timeIntervalSince(start) < 10, "20,000 interfaces took \(Date().timeIntervalSince(start)) s")
+
+        var services = "networks:\n  a: {subnet: 10.0.0.0/16}\nhosts:\n  b: {interfaces: {eth0: {network: a, address: 10.0.0.2}}}\n"
+        services += "  h:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n"
+        for i in 0..<5000 { services += "      - {to: 10.\(i / 256 + 1).\(i % 256).0/24, via: 10.0.0.2}\n" }
+        services += "    services:\n" + (1...5000).map { "      - {address: 10.0.0.1, port: \($0)}\n" }.joined()
+        services += "flows:\n" + (1...5000).map { "  - {from: b, to: \"10.0.0.1:\($0)\"}\n" }.joined()
+        start = Date()
+        #expect(try TopologyFile.parse(services, file: "t.yaml").flows.count == 5000)
+        #expect(Date().timeIntervalSince(start) < 10, "5000 routes, services and flows took \(Date().timeIntervalSince(start)) s")
+    }
+
+    /// The overlap check finds what comparing every pair finds: the first subnet overlapping an earlier one, and the
+    /// first earlier one it overlaps (random sets with nesting and duplicates, both families).
+    @Test func overlapsAreFoundAsByComparingEveryPair() throws {
+        var rng = SeededGenerator(seed: FuzzSettings.seed)
+        for round in 0..<2000 {
+            let prefixes: [IPPrefix] = try (0..<Int.random(in: 0...12, using: &rng)).map { _ in
+                let v6 = Int.random(in: 0..<4, using: &rng) == 0
+                let address: IPAddress = v6 ? .v6(0xfd00_0000_0000_0000 | UInt64.random(in: 0...3, using: &rng) << 56, UInt64.random(in: 0...3, using: &rng) << 62)
+                                            : .v4(0x0a00_0000 | UInt32.random(in: 0...7, using: &rng) << 21)
+                let length = v6 ? Int.random(in: 0...128, using: &rng) : Int.random(in: 0...32, using: &rng)
+                return try IPPrefix(address.masked(to: length), length: length)
+            }
+            var expected: (Int, Int)?
+            search: for index in prefixes.indices {
+                for other in 0..<index where prefixes[other].contains(prefixes[index]) || prefixes[index].contains(prefixes[other]) {
+                    expected = (index, other)
+                    break search
+                }
+            }
+            let found = firstOverlap(prefixes)
+            #expect(found?.index == expected?.0 && found?.other == expected?.1, "round \(round): \(prefixes.map(\.cidr))")
+        }
+    }
+
+    /// Keys are compared as the readers see them, as strings: 1 and "1" are the same host (they were two, and two
+    /// namespaces rp-<lab>-1, before).
+    @Test func keysAreComparedAsStrings() {
+        let text = "networks:\n  a: {subnet: 10.0.0.0/24}\nhosts:\n  1: {interfaces: {eth0: {network: a, address: 10.0.0.1}}}\n"
+            + "  \"1\": {interfaces: {eth0: {network: a, address: 10.0.0.2}}}\n"
+        #expect(throws: FileError(file: "t.yaml", line: 5, message: "malformed YAML: duplicate key \"1\"")) {
+            try TopologyFile.parse(text, file: "t.yaml")
+        }
+    }
+
+    /// The overlap is reported before a problem further down, and after one further up, as a check in the loop was.
+    @Test func networkProblemsKeepTheirOrder() {
+        let overlapFirst = "networks:\n  a: {subnet: 10.0.0.0/16}\n  b: {subnet: 10.0.1.0/24}\n  c: {subnet: nonsense}\nhosts: {}\n"
+        #expect(throws: FileError(file: "t.yaml", line: 3, message: "subnet 10.0.1.0/24 of network b overlaps network a (10.0.0.0/16)")) {
+            try TopologyFile.parse(overlapFirst, file: "t.yaml")
+        }
+        let invalidFirst = "networks:\n  a: {subnet: 10.0.0.0/16}\n  B: {subnet: 10.9.0.0/24}\n  c: {subnet: 10.0.1.0/24}\nhosts: {}\n"
+        #expect(throws: FileError.self) { try TopologyFile.parse(invalidFirst, file: "t.yaml") }
+        do { _ = try TopologyFile.parse(invalidFirst, file: "t.yaml") } catch { #expect(error.line == 3 && error.message.contains("network name \"B\"")) }
     }
 }
