@@ -181,6 +181,7 @@ public enum PolicyFile {
             strategy = parsed
         }
         var interfaces: [Policy.Interface] = []
+        var interfaceNames = Set<String>()
         guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
         for node in try reader.list(interfacesNode, "spec.interfaces") {
             let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "gateway6", "services", "servicesFrom", "clients"])
@@ -232,7 +233,7 @@ public enum PolicyFile {
                 guard !prefixes.isEmpty else { throw reader.fail(prefixesNode, "servicesFrom of \(ifName) lists no prefixes") }
                 entry.servicesFrom = Policy.ServicesFrom(interface: source, prefixes: prefixes)
             }
-            if interfaces.contains(where: { $0.name == ifName }) {
+            if !interfaceNames.insert(ifName).inserted {
                 throw reader.fail(nameNode, "interface \(ifName) is listed twice")
             }
             interfaces.append(entry)

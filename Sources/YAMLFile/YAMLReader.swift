@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Netlink
 import Yams
 
@@ -14,9 +17,28 @@ public struct FileError: Error, CustomStringConvertible, Equatable, Sendable {
         self.message = message
     }
 
+    /// One line, whatever the file held: control characters (a newline, an escape sequence) in the file name or
+    /// in a value quoted in the message are shown escaped, never sent to the terminal.
     public var description: String {
-        if let line { return "\(file):\(line): \(message)" }
-        return "\(file): \(message)"
+        if let line { return "\(Self.printable(file)):\(line): \(Self.printable(message))" }
+        return "\(Self.printable(file)): \(Self.printable(message))"
+    }
+
+    static func printable(_ text: String) -> String {
+        func escaped(_ scalar: Unicode.Scalar) -> Bool {
+            (scalar.properties.generalCategory == .control && scalar != "\t") || scalar == "\u{2028}" || scalar == "\u{2029}"
+        }
+        guard text.unicodeScalars.contains(where: escaped) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case _ where escaped(scalar): result += "\\u{\(String(scalar.value, radix: 16))}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }
 
@@ -26,39 +48,92 @@ public struct YAMLReader: Sendable {
 
     public init(file: String) { self.file = file }
 
-    /// The document's root; malformed YAML and duplicate keys are errors with their line.
+    /// Documents larger than this are refused before parsing (topologies and policies are a few KiB).
+    public static let maximumBytes = 1 << 20
+    static var maximumSize: String { maximumBytes % (1 << 20) == 0 ? "\(maximumBytes >> 20) MiB" : "\(maximumBytes >> 10) KiB" }
+    /// Lists and mappings nested deeper than this are refused (the files nest 7 levels).
+    public static let maximumDepth = 64
+    /// Nodes that aliases may add to a document, all aliases together (a "billion laughs" adds 10^9).
+    public static let maximumAliasNodes = 100_000
+
+    /// The document's root; malformed YAML, duplicate keys, nesting deeper than `maximumDepth`, undefined aliases
+    /// and aliases that expand too far are errors with their line. Explicit keys ("? KEY") and aliases as keys are
+    /// refused (see SafeComposer).
     public func compose(_ text: String) throws(FileError) -> Node {
-        do {
-            guard let node = try Yams.compose(yaml: text) else {
-                throw FileError(file: file, line: nil, message: "the file is empty")
+        try SafeComposer(file: file).compose(text)
+    }
+
+    /// Reads a file from disk as UTF-8 text: at most `maximumBytes`, so a device or a pipe that never ends is
+    /// refused too.
+    public static func read(_ path: String) throws(FileError) -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(file: path, line: nil, message: "cannot read the file: \(errorText(errno))") }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw FileError(file: path, line: nil, message: "cannot read the file: \(errorText(errno))")
             }
-            return node
-        } catch let error as FileError {
-            throw error
-        } catch let error as YamlError {
-            throw FileError(file: file, line: Self.line(of: error, in: text), message: "malformed YAML: \(Self.problem(of: error))")
-        } catch {
-            throw FileError(file: file, line: nil, message: "malformed YAML: \(error)")
+            if count == 0 { break }
+            bytes += chunk[..<count]
+            if bytes.count > maximumBytes {
+                throw FileError(file: path, line: nil, message: "the file is larger than \(maximumSize)")
+            }
+        }
+        return try text(bytes, file: path)
+    }
+
+    /// The bytes as UTF-8 text, or an error naming the line of the first byte that is not UTF-8.
+    static func text(_ bytes: [UInt8], file: String) throws(FileError) -> String {
+        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0, line = 1
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar):
+                if scalar.count == 1 && scalar.first == UInt8(ascii: "\n") { line += 1 }
+                offset += scalar.count
+            case .error(let length):
+                let shown = bytes[offset..<min(offset + max(length, 1), bytes.count)].map { "0x" + String($0, radix: 16) }
+                throw FileError(file: file, line: line, message: "the file is not UTF-8 text (\(shown.joined(separator: " ")) at byte \(offset))")
+            case .emptyInput:
+                throw FileError(file: file, line: nil, message: "the file is not UTF-8 text")
+            }
         }
     }
 
-    /// Reads a file from disk as UTF-8 text.
-    public static func read(_ path: String) throws(FileError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FileError(file: path, line: nil, message: "cannot read the file")
+    static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// A Yams error as a FileError: the line (for a reader error, counted from its offset), and the problem with the
+    /// stand-ins for "*" and "?" shown as themselves.
+    /// `composed`: the text Yams was given (`text` with the stand-ins).
+    static func fileError(_ error: YamlError, file: String, text: String, composed: String, markers: Markers?) -> FileError {
+        let reveal = { (message: String) in markers?.reveal(message) ?? message }
+        switch error {
+        case .reader(let problem, let offset, let value, _):
+            // offset counts Characters of the composed text (Yams measures it so); libyaml's line breaks are
+            // Characters that are newlines, and the stand-ins are not.
+            let line = offset.map { offset in composed.prefix(offset).reduce(1) { $1.isNewline ? $0 + 1 : $0 } }
+            let character = value >= 0 ? " (U+\(String(format: "%04X", value)))" : ""
+            return FileError(file: file, line: line, message: "malformed YAML: \(problem)\(character)")
+        case .memory:
+            return FileError(file: file, line: nil, message: "malformed YAML: out of memory")
+        default:
+            return FileError(file: file, line: line(of: error, in: text, markers: markers),
+                             message: "malformed YAML: \(reveal(problem(of: error)))")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw FileError(file: path, line: nil, message: "the file is not UTF-8 text")
-        }
-        return text
     }
 
     /// The line of a YAML error (Yams counts from 1). For a duplicate key: the line of its second occurrence.
-    static func line(of error: YamlError, in text: String) -> Int? {
+    static func line(of error: YamlError, in text: String, markers: Markers? = nil) -> Int? {
         switch error {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
         case .duplicatedKeysInMapping(let duplicates, let context):
-            if let key = duplicates.first {
+            if let key = duplicates.first.map({ markers?.reveal($0) ?? $0 }) {
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
                 let hits = lines.indices.filter { index in
                     let stripped = lines[index].drop { $0 == " " || $0 == "-" }
@@ -79,6 +154,7 @@ public struct YAMLReader: Sendable {
         case .duplicatedKeysInMapping(let duplicates, _):
             return "duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", "))"
         default:
+            // The other cases are not parser errors; their descriptions are one line.
             return "\(error)"
         }
     }
@@ -93,6 +169,7 @@ public struct YAMLReader: Sendable {
         var result: [(String, Node, Node)] = []
         for (key, value) in mapping {
             guard let name = key.scalar?.string else { throw fail(key, "\(what): keys must be plain names") }
+            if name.utf8.contains(0) { throw fail(key, "\(what): a key contains a NUL character") }
             if let allowed, !allowed.contains(name) {
                 throw fail(key, "unknown key \"\(name)\" in \(what) (allowed: \(allowed.joined(separator: ", ")))")
             }
@@ -105,8 +182,11 @@ public struct YAMLReader: Sendable {
         entries.first { $0.key == key }?.value
     }
 
+    /// A single value. NUL ("\0" in a quoted string) is refused: C calls (inet_pton, paths) would see only the
+    /// text before it.
     public func string(_ node: Node, _ what: String) throws(FileError) -> String {
         guard let scalar = node.scalar else { throw fail(node, "\(what) must be a single value") }
+        if scalar.string.utf8.contains(0) { throw fail(node, "\(what) contains a NUL character") }
         return scalar.string
     }
 
