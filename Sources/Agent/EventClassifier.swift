@@ -58,8 +58,12 @@ public struct EventClassifier: Sendable {
                 return .link
             }
             let now = (index: index, flags: (event.linkFlags ?? 0) & Self.relevantFlags)
-            if let before = links[name], before.index == now.index, before.flags == now.flags { return nil }
+            let before = links[name]
             links[name] = now
+            if let before, before.index == now.index, before.flags == now.flags { return nil }
+            // Going down takes the routes through the link with it, and they cannot be put back until it is up
+            // again (the kernel refuses a route via a down device): coming up is the event that matters.
+            if now.flags & clinux_IFF_UP == 0 { return nil }
             return .link
         case .address:
             guard let index = event.interfaceIndex, let name = names[index] else { return nil }
