@@ -4,7 +4,7 @@ import Dispatch
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure returnpath against the obvious alternative, in throwaway namespaces.",
-        subcommands: [BenchNetlink.self, BenchLab.self, BenchDatapath.self, BenchConnect.self])
+        subcommands: [BenchNetlink.self, BenchLab.self, BenchDatapath.self, BenchAgent.self, BenchConnect.self])
 }
 
 /// Seconds `body` took (monotonic clock).
