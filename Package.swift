@@ -95,6 +95,7 @@ let package = Package(
             dependencies: [
                 "Agent", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
     ],

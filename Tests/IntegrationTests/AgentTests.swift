@@ -52,6 +52,8 @@ func startAgent(_ arguments: [String], environment: [String: String] = [:]) thro
     let started = agent.waitForLog("watching", timeout: 20)
     if !started { agent.kill() }
     try #require(started, "the agent did not start: \(agent.errors)")
+    // Its report (standard output) was flushed before the log line; the reader thread may be a moment behind.
+    waitUntil(timeout: 2) { agent.output.contains(" unchanged\n") }
     return agent
 }
 
