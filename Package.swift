@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "Agent", "CLinux", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "Agent", "CLinux", "CNftables", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

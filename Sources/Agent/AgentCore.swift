@@ -25,9 +25,11 @@ public struct AgentConfiguration: Sendable {
     public var resyncInterval: Double = 60
     public var removeOnExit = false
     /// A burst of events is one reconcile: it runs once no event came for `quietPeriod`, or `maximumDelay` after
-    /// the burst's first event.
-    public var quietPeriod: Double = 0.010
+    /// the burst's first event. While events keep coming (a flood), each further reconcile waits twice as long,
+    /// up to `floodDelay`; the first quiet moment resets it.
+    public var quietPeriod: Double = 0.005
     public var maximumDelay: Double = 0.100
+    public var floodDelay: Double = 1.0
     /// After an inotify event, the file is read this much later (an editor's save is several events).
     public var policySettle: Double = 0.020
     /// The event sockets' receive buffer (bytes). Overflowing it costs a reopen and a full reconcile.
@@ -200,7 +202,9 @@ public final class AgentCore: @unchecked Sendable {
     }
 
     func runLoop() {
-        let quiet = UInt64(configuration.quietPeriod * 1e9), longest = UInt64(configuration.maximumDelay * 1e9)
+        let quiet = UInt64(configuration.quietPeriod * 1e9), shortest = UInt64(configuration.maximumDelay * 1e9)
+        let ceiling = UInt64(max(configuration.floodDelay, configuration.maximumDelay) * 1e9)
+        var longest = shortest
         let settle = UInt64(configuration.policySettle * 1e9)
         var nextResync = Self.now() + jittered()
         var pending: Trigger?
@@ -297,6 +301,8 @@ public final class AgentCore: @unchecked Sendable {
             }
             current = Self.now()
             if let trigger = pending, current >= lastEvent &+ quiet || current >= firstEvent &+ longest {
+                // Forced by the delay while events still come: a flood; the next reconcile waits longer.
+                longest = current >= lastEvent &+ quiet ? shortest : min(longest * 2, ceiling)
                 pending = nil
                 reconcile(trigger)
             }
