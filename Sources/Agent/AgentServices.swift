@@ -24,16 +24,17 @@ public enum AgentRunner {
     }
 }
 
-/// The event loop (a thread of its own) as a service: graceful shutdown asks it to stop and waits for it.
+/// The event loop (a thread of its own) as a service: graceful shutdown (or the group's cancellation, when another
+/// service failed) asks it to stop and waits for it.
 struct LoopService: Service {
     let core: AgentCore
 
     func run() async throws {
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 core.startLoop { continuation.resume() }
             }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             core.requestStop()
         }
     }
