@@ -78,6 +78,23 @@ struct AgentTests {
             }
             #expect(try client1Connects(lab))
             #expect(agent.errors.contains("trigger=link"), "\(agent.errors)")
+
+            // While eth1 is down the rest stays true: eth2's rule deleted by hand comes back (eth1 is left out of
+            // that reconcile), and everything returns with eth1.
+            try ip(node, "link", "set", "eth1", "down")
+            try ip(node, "rule", "del", "pref", "20101")
+            #expect(try waitUntil(timeout: 2) { try run(["ip", "-n", node.name!, "rule"]).contains("20101:") }, "\(agent.errors)")
+            #expect(agent.errors.contains("eth1 cannot carry its return path now (down)"))
+            try ip(node, "link", "set", "eth1", "up")
+            #expect(try waitUntil(timeout: 2) { try owned(node) == applied }, "\(agent.errors)")
+
+            // eth1 loses its address (the kernel deletes the routes through it, without an event for them), then
+            // gets it back.
+            try ip(node, "addr", "del", "10.111.221.11/24", "dev", "eth1")
+            #expect(try waitUntil(timeout: 2) { try ipJSON(node, "route", "show", "table", "52001").isEmpty })
+            try ip(node, "addr", "add", "10.111.221.11/24", "dev", "eth1")
+            #expect(try waitUntil(timeout: 2) { try owned(node) == applied }, "\(agent.errors)")
+            #expect(try client1Connects(lab))
             #expect(agent.isRunning)
         }
     }
