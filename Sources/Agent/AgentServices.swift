@@ -123,6 +123,8 @@ struct HTTPService: Service {
                 } else if case .ip6(let host, let port)? = await server.listeningAddress {
                     logger.notice("metrics on http://[\(host)]:\(port)/metrics", metadata: ["port": "\(port)"])
                 }
+            } catch is CancellationError {
+                return   // stopping, or the server failed (and says why)
             } catch {
                 logger.error("metrics endpoint \(address) is not listening: \(error)")
             }
