@@ -104,14 +104,16 @@ public final class AgentCore: @unchecked Sendable {
         }
         strategy = configuration.strategy ?? policy.strategy ?? .source
         metrics.setPolicyValid(true)
-        do {
+        do throws(ApplyError) {
             router = try ReturnRouter(namespace: configuration.namespace)
             lock = try Self.takeLock(router, wait: configuration.lockWait)
-            inspector = try NetlinkSocket(namespace: configuration.namespace)
-        } catch let error as ApplyError {
-            throw .apply(error)
         } catch {
-            throw .system("open rtnetlink in \(configuration.namespace): \(error)", .ioError)
+            throw .apply(error)
+        }
+        do throws(NetlinkError) {
+            inspector = try NetlinkSocket(namespace: configuration.namespace)
+        } catch {
+            throw .system("open rtnetlink in \(configuration.namespace): \(error)", error.errno ?? .ioError)
         }
         var fds: [Int32] = [-1, -1]
         guard clinux_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw .system("pipe2", Errno(rawValue: errno)) }

@@ -254,6 +254,7 @@ struct AgentTests {
             let node = try ns(lab, "node")
             let before = try state(node)
             let agent = try startAgent(["--lab", lab, "--strategy", "mark", "--metrics-address", "127.0.0.1:0"])
+            defer { agent.kill() }
             _ = agent.metricsPort()
             let applied = try state(node)
             let stopped = agent.stop(SIGTERM)
@@ -263,6 +264,7 @@ struct AgentTests {
             #expect(try client1Connects(lab))
 
             let second = try startAgent(["--lab", lab, "--strategy", "mark", "--remove-on-exit"])
+            defer { second.kill() }
             #expect(second.output.contains("0 added, 0 removed"), "\(second.output)")
             let interrupted = second.stop(SIGINT)
             #expect(interrupted.status == 0 && interrupted.seconds < 1, "\(interrupted) \(second.errors)")
@@ -292,6 +294,7 @@ struct AgentTests {
         try withLab { lab in
             let node = try ns(lab, "node")
             let agent = try startAgent(["--lab", lab, "--strategy", "mark"])
+            defer { agent.kill() }
             let applied = try state(node)
             let killed = agent.stop(SIGKILL)
             #expect(killed.reason == .uncaughtSignal)
