@@ -365,7 +365,7 @@ public final class AgentCore: @unchecked Sendable {
             return text == previousText ? .unchanged : .changed
         }
         do {
-            _ = try router.apply(effective(candidate), strategy: chosen, dryRun: true)
+            _ = try router.apply(effective(candidate, keepMissing: true), strategy: chosen, dryRun: true)
         } catch where error.isInvalid {
             logger.error("policy refused: \(error.description); the last good policy stays in force")
             metrics.setPolicyValid(false)
@@ -383,14 +383,20 @@ public final class AgentCore: @unchecked Sendable {
         return .changed
     }
 
-    /// The policy without the interfaces that cannot carry their return path now: down, or without an IPv4
-    /// address on their gateway's subnet (the kernel refuses a route via them, and apply refuses such a gateway).
-    /// Their routes are gone anyway; the rest of the policy stays true. They come back when they can.
-    func effective(_ policy: Policy) -> Policy {
+    /// The policy without the interfaces that cannot carry their return path now: down, without an IPv4 address
+    /// on their gateway's subnet (the kernel refuses a route via them, and apply refuses such a gateway), or gone
+    /// (deleted while the agent runs). Their routes are gone anyway; the rest of the policy stays true. They come
+    /// back when they can. With `keepMissing` (the first apply, a new policy's check) an interface that does not
+    /// exist stays in, and apply refuses the policy for it, as it would on its own.
+    func effective(_ policy: Policy, keepMissing: Bool = false) -> Policy {
         var result = policy
         var missing: [String: String] = [:]
         result.interfaces = policy.interfaces.filter { entry in
-            guard let link = try? inspector.link(named: entry.name) else { return true }   // unknown: apply says so
+            guard let link = try? inspector.link(named: entry.name) else {
+                if keepMissing { return true }
+                missing[entry.name] = "no such interface"
+                return false
+            }
             if !link.isUp {
                 missing[entry.name] = "down"
                 return false
@@ -425,7 +431,7 @@ public final class AgentCore: @unchecked Sendable {
         reconcileCount += 1
         let configured = (try? router.resolvingServices(policy)) ?? policy
         let leftBefore = Set(leftOut.keys)
-        let applied = effective(policy)
+        let applied = effective(policy, keepMissing: trigger == .start)
         // Withdrawing an interface that went down re-adds nothing that was lost: not a repair.
         let withdrew = !Set(leftOut.keys).isSubset(of: leftBefore)
         let result: Result<Report, ApplyError>

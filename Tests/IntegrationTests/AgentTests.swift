@@ -99,6 +99,26 @@ struct AgentTests {
         }
     }
 
+    /// A policy interface deleted while the agent runs is left out (the other one stays true), and is put back
+    /// when it is there again (`lab up` converges the lab: it recreates the link).
+    @Test func aDeletedInterfaceIsLeftOutUntilItComesBack() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let agent = try startAgent(["--lab", lab, "--strategy", "mark"])
+            defer { agent.kill() }
+            let applied = try owned(node)
+            try ip(node, "link", "del", "eth2")
+            #expect(agent.waitForLog("eth2 cannot carry its return path now (no such interface)", timeout: 3), "\(agent.errors)")
+            let rules = try run(["ip", "-n", node.name!, "rule"])
+            #expect(rules.contains("20100:") && !rules.contains("20101:"), "\(rules)")
+            #expect(try setElements(node, "svc_1") == ["192.168.1.1"])
+            #expect(try client1Connects(lab))
+            #expect(try returnpath("lab", "up", "-q", "--name", lab).status == 0)
+            #expect(try waitUntil(timeout: 3) { try owned(node) == applied }, "\(agent.errors)")
+            #expect(agent.isRunning)
+        }
+    }
+
     /// An owned rule deleted by hand, a route deleted, the nft table flushed, then deleted: each is restored, and
     /// counted as a repair of its kind.
     @Test func deletedRulesRoutesAndAFlushedTableAreRestored() throws {
