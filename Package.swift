@@ -13,6 +13,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // Kernel headers and the few libc calls Swift's Glibc module does not expose.
@@ -80,21 +83,36 @@ let package = Package(
             name: "Benchmarks",
             dependencies: ["Netlink", "Namespace", "Lab", "ReturnRouting"]
         ),
+        // The agent: keeps a namespace equal to the policy (events, debounced reconciles, periodic resync, policy
+        // file watch), with metrics and health endpoints.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "CLinux", "Netlink", "Namespace", "Lab", "ReturnRouting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks",
+                "Agent", "CLinux", "CNftables", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Agent", "Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "Agent", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
     ],

@@ -15,6 +15,17 @@ ensure_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# kubernetes-validate (PyPI) carries Kubernetes' schemas: the tests validate deploy/kubernetes/ offline with it.
+ensure_python_packages() {
+    command -v kubernetes-validate >/dev/null 2>&1 && return 0
+    local pip=(python3 -m pip)
+    [ "$(id -u)" -eq 0 ] || pip=(sudo python3 -m pip)
+    echo "installing: kubernetes-validate (PyPI)" >&2
+    "${pip[@]}" install --quiet --disable-pip-version-check kubernetes-validate
+    hash -r
+    command -v kubernetes-validate >/dev/null 2>&1 || { echo "kubernetes-validate is not on PATH after pip install" >&2; return 1; }
+}
+
 # returnpath needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for namespaces; re-run through sudo when not root.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -1,3 +1,4 @@
+import Agent
 import ArgumentParser
 import Foundation
 import Logging
@@ -12,13 +13,16 @@ struct ReturnPath: ParsableCommand {
             and fixes return traffic with policy routing it owns.
             """,
         version: "0.1.0",
-        subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self, Bench.self])
+        subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self,
+                      AgentCommand.self, Bench.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; returnpath's contract is 2, like ip and nft.
     static func main() {
         LoggingSystem.bootstrap { label in
+            let level = ProcessInfo.processInfo.environment["RETURNPATH_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .notice
+            if LogSettings.json.load(ordering: .relaxed) { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["RETURNPATH_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .notice
+            handler.logLevel = level
             return handler
         }
         do {

@@ -1,0 +1,509 @@
+import CLinux
+import Dispatch
+import Foundation
+import Lab
+import Logging
+import Namespace
+import Netlink
+import ReturnRouting
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the agent runs.
+public struct AgentConfiguration: Sendable {
+    public var namespace: NetworkNamespace
+    /// The policy file (watched); nil with `policy`.
+    public var policyPath: String?
+    /// A fixed policy (derived from a lab) when there is no file.
+    public var policy: Policy?
+    /// --strategy; else the policy's, else source.
+    public var strategy: Strategy?
+    /// --resync-interval: the periodic full reconcile, ± 10 % jitter, never reset by events.
+    public var resyncInterval: Double = 60
+    public var removeOnExit = false
+    /// A burst of events is one reconcile: it runs once no event came for `quietPeriod`, or `maximumDelay` after
+    /// the burst's first event. While events keep coming (a flood), each further reconcile waits twice as long,
+    /// up to `floodDelay`; the first quiet moment resets it.
+    public var quietPeriod: Double = 0.005
+    public var maximumDelay: Double = 0.100
+    public var floodDelay: Double = 1.0
+    /// After an inotify event, the file is read this much later (an editor's save is several events).
+    public var policySettle: Double = 0.020
+    /// The event sockets' receive buffer (bytes). Overflowing it costs a reopen and a full reconcile.
+    public var receiveBuffer: Int = 16 << 20
+    /// How long to wait for an apply or remove that holds the namespace's lock (another agent is refused at once).
+    public var lockWait: Double = 10
+
+    public init(namespace: NetworkNamespace) { self.namespace = namespace }
+}
+
+/// The agent's engine: holds the namespace's apply lock, the router, the policy in force and the event sockets,
+/// and runs the event loop on a thread of its own (poll(2) on the event sockets, the inotify descriptor and a wake
+/// pipe, with the time of the next due reconcile as timeout: idle costs no CPU).
+///
+/// Everything but `requestStop`, `requestReload`, `metrics` and `health` belongs to the loop thread (or to
+/// `start`, before the loop exists): hence `@unchecked Sendable`.
+public final class AgentCore: @unchecked Sendable {
+    public let configuration: AgentConfiguration
+    public let metrics: AgentMetrics
+    public let health = AgentHealth()
+    let logger: Logger
+    let router: ReturnRouter
+    let lock: ApplyLock
+    /// Link and address dumps (which interfaces can carry their return path now).
+    let inspector: NetlinkSocket
+
+    // Loop state.
+    var policy: Policy
+    var policyText: String?
+    var strategy: Strategy
+    /// The configured policy (servicesFrom resolved) and strategy of the last successful reconcile: objects
+    /// re-added while it stays the same are repairs.
+    var lastInput: (Policy, Strategy)?
+    var classifier = EventClassifier()
+    var events: EventSocket?
+    var watcher: PolicyWatcher?
+    var leftOut: [String: String] = [:]
+    var reconcileCount = 0
+
+    private struct Commands { var stop = false; var reload = false }
+    private let commands = Mutex(Commands())
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let finished = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Reads the policy, takes the lock, subscribes to events, and makes the first apply. Throws when the agent
+    /// must not run: an invalid policy (exit 2), a busy namespace, a kernel that refuses the sockets. A first apply
+    /// that fails for another reason (a conflict, a kernel error) is logged and retried on events and resyncs.
+    public static func start(_ configuration: AgentConfiguration, logger: Logger,
+                             metrics: AgentMetrics = AgentMetrics()) throws(AgentError) -> (AgentCore, Result<Report, ApplyError>) {
+        let core = try AgentCore(configuration, logger: logger, metrics: metrics)
+        let first = core.reconcile(.start)
+        if case .failure(let error) = first, error.isInvalid { throw .apply(error) }
+        return (core, first)
+    }
+
+    private init(_ configuration: AgentConfiguration, logger: Logger, metrics: AgentMetrics) throws(AgentError) {
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        if let path = configuration.policyPath {
+            let text: String
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw .policy("\(path): cannot be read: \(error.localizedDescription)")
+            }
+            do { policy = try PolicyFile.parse(text, file: path) } catch { throw .policy(error.description) }
+            policyText = text
+        } else if let given = configuration.policy {
+            policy = given
+        } else {
+            throw .policy("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)")
+        }
+        strategy = configuration.strategy ?? policy.strategy ?? .source
+        metrics.setPolicyValid(true)
+        do throws(ApplyError) {
+            router = try ReturnRouter(namespace: configuration.namespace)
+            lock = try Self.takeLock(router, wait: configuration.lockWait)
+        } catch {
+            throw .apply(error)
+        }
+        do throws(NetlinkError) {
+            inspector = try NetlinkSocket(namespace: configuration.namespace)
+        } catch {
+            throw .system("open rtnetlink in \(configuration.namespace): \(error)", error.errno ?? .ioError)
+        }
+        var fds: [Int32] = [-1, -1]
+        guard clinux_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw .system("pipe2", Errno(rawValue: errno)) }
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+        if let path = configuration.policyPath { watcher = try PolicyWatcher(path: path) }
+        classifier.watch(policy)
+        // Subscribe before the first apply: nothing that happens after it can be missed.
+        try openEvents()
+    }
+
+    deinit {
+        close(wakeRead)
+        close(wakeWrite)
+    }
+
+    /// The lock for the agent's lifetime. Another agent is refused at once; an apply or remove in progress is
+    /// waited for (`wait`).
+    private static func takeLock(_ router: ReturnRouter, wait: Double) throws(ApplyError) -> ApplyLock {
+        do {
+            return try router.lock(role: "agent", wait: 0)
+        } catch {
+            if case .busy(_, let holder, _) = error, holder?.hasSuffix(", agent") == true {
+                throw ApplyError.busy(namespace: "\(router.namespace)", holder: holder, waited: 0)
+            }
+            guard case .busy = error else { throw error }
+        }
+        return try router.lock(role: "agent", wait: wait)
+    }
+
+    private func openEvents() throws(AgentError) {
+        events = nil
+        do {
+            events = try EventSocket(namespace: configuration.namespace, receiveBuffer: configuration.receiveBuffer)
+            classifier.learn(try inspector.links())
+        } catch {
+            events = nil
+            throw .system("subscribe to netlink events in \(configuration.namespace): \(error)", error.errno ?? .ioError)
+        }
+    }
+
+    /// The strategy in force (before the loop starts, or from the loop thread).
+    public var strategyInForce: Strategy { strategy }
+
+    // MARK: requests from other threads
+
+    /// Ends the loop (after the reconcile it is in, if any).
+    public func requestStop() {
+        commands.withLock { $0.stop = true }
+        wake()
+    }
+
+    /// SIGHUP: read the policy again and reconcile everything.
+    public func requestReload() {
+        commands.withLock { $0.reload = true }
+        wake()
+    }
+
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = Glibc.write(wakeWrite, &byte, 1)
+    }
+
+    // MARK: the loop
+
+    /// Starts the loop on its own thread; `done` runs on that thread when it has ended (after --remove-on-exit).
+    public func startLoop(done: @escaping @Sendable () -> Void) {
+        finished.withLock { $0 = done }
+        health.loop(running: true)
+        let thread = Thread { [self] in
+            runLoop()
+            finish()
+            health.loop(running: false)
+            let done = finished.withLock { $0 }
+            done?()
+        }
+        thread.name = "returnpath-agent"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// The interval ± 10 %.
+    func jittered() -> UInt64 {
+        let seconds = configuration.resyncInterval * Double.random(in: 0.9...1.1)
+        return UInt64(seconds * 1e9)
+    }
+
+    func runLoop() {
+        let quiet = UInt64(configuration.quietPeriod * 1e9), shortest = UInt64(configuration.maximumDelay * 1e9)
+        let ceiling = UInt64(max(configuration.floodDelay, configuration.maximumDelay) * 1e9)
+        var longest = shortest
+        let settle = UInt64(configuration.policySettle * 1e9)
+        var nextResync = Self.now() + jittered()
+        var pending: Trigger?
+        var firstEvent: UInt64 = 0, lastEvent: UInt64 = 0
+        var policyDue: UInt64?
+        var reopenDue: UInt64?
+        var received: [NetlinkEvent] = []
+
+        func note(_ trigger: Trigger, immediate: Bool = false) {
+            let now = Self.now()
+            if pending == nil { firstEvent = now }
+            pending = min(pending ?? trigger, trigger)
+            lastEvent = now
+            if immediate { firstEvent = 0 }
+        }
+
+        while true {
+            let request = commands.withLock { c -> Commands in
+                let taken = c
+                c = Commands(stop: c.stop, reload: false)
+                return taken
+            }
+            if request.stop { break }
+            if request.reload {
+                logger.notice("SIGHUP: reloading the policy and reconciling everything")
+                switch reloadPolicy(force: true) {
+                case .changed, .unchanged: note(.sighup, immediate: true)
+                case .invalid: note(.sighup, immediate: true)   // the last good policy, checked everywhere
+                }
+            }
+
+            // Wait for the earliest of: the pending reconcile, the policy file settling, a reopen, the resync.
+            var deadline = nextResync
+            if pending != nil { deadline = min(deadline, min(firstEvent &+ longest, lastEvent &+ quiet)) }
+            if let policyDue { deadline = min(deadline, policyDue) }
+            if let reopenDue { deadline = min(deadline, reopenDue) }
+            let now = Self.now()
+            let timeout = deadline <= now ? 0 : Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+
+            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            let eventFDs = events?.descriptors ?? []
+            for fd in eventFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            if let watcher { fds.append(pollfd(fd: watcher.descriptor, events: Int16(POLLIN), revents: 0)) }
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 && errno != EINTR {
+                logger.error("poll failed: \(Errno(rawValue: errno))")
+            }
+            if ready > 0 {
+                if fds[0].revents != 0 {
+                    var sink = [UInt8](repeating: 0, count: 64)
+                    while sink.withUnsafeMutableBytes({ Glibc.read(wakeRead, $0.baseAddress, $0.count) }) > 0 {}
+                }
+                if let socket = events {
+                    for (i, fd) in eventFDs.enumerated() where fds[1 + i].revents != 0 {
+                        received.removeAll(keepingCapacity: true)
+                        do {
+                            try socket.drain(fd, into: &received)
+                        } catch {
+                            let reason: ResyncReason = error.errno == .noBufferSpace ? .enobufs : .error
+                            logger.warning("event socket: \(error); reopening it and reconciling everything",
+                                           metadata: ["reason": "\(reason.rawValue)"])
+                            metrics.resynced(reason)
+                            events = nil
+                            reopenDue = 0
+                        }
+                        for event in received {
+                            if let trigger = classifier.classify(event) {
+                                logger.debug("event \(event) → \(trigger.rawValue)")
+                                note(trigger)
+                            }
+                        }
+                        if events == nil { break }
+                    }
+                }
+                if let watcher, let slot = fds.indices.last, fds[slot].revents != 0, watcher.drain() {
+                    policyDue = Self.now() + settle
+                }
+            }
+
+            var current = Self.now()
+            if let due = reopenDue, current >= due {
+                do {
+                    try openEvents()
+                    reopenDue = nil
+                    note(.overflow, immediate: true)
+                } catch {
+                    logger.error("\(error); trying again in 1 s")
+                    reopenDue = current + 1_000_000_000
+                }
+            }
+            if let due = policyDue, current >= due {
+                policyDue = nil
+                if reloadPolicy(force: false) == .changed { note(.policy, immediate: true) }
+            }
+            current = Self.now()
+            if let trigger = pending, current >= lastEvent &+ quiet || current >= firstEvent &+ longest {
+                // Forced by the delay while events still come: a flood; the next reconcile waits longer.
+                longest = current >= lastEvent &+ quiet ? shortest : min(longest * 2, ceiling)
+                pending = nil
+                reconcile(trigger)
+            }
+            current = Self.now()
+            if current >= nextResync {
+                reconcile(.resync)
+                nextResync &+= jittered()
+                if nextResync <= Self.now() { nextResync = Self.now() + jittered() }
+            }
+        }
+    }
+
+    /// After the loop: --remove-on-exit removes what apply installed; the lock goes with the process.
+    private func finish() {
+        events = nil
+        guard configuration.removeOnExit else {
+            logger.notice("stopping; the fix stays in place (--remove-on-exit removes it)")
+            return
+        }
+        do {
+            let report = try router.remove(dryRun: false)
+            logger.notice("stopping: removed the fix", metadata: [
+                "removed": "\(report.removed)", "changes": "\(Self.summary(report))",
+            ])
+        } catch {
+            logger.error("stopping: remove failed: \(error)")
+        }
+    }
+
+    // MARK: policy
+
+    enum ReloadOutcome { case unchanged, changed, invalid }
+
+    /// Reads the policy file again. A policy that does not parse or that apply would refuse (checked with a dry
+    /// run) is refused: logged, `returnpath_policy_valid` 0, the last good one stays in force.
+    func reloadPolicy(force: Bool) -> ReloadOutcome {
+        guard let watcher else { return .unchanged }
+        let text: String
+        switch watcher.contents() {
+        case .success(let read): text = read
+        case .failure(let error):
+            logger.error("policy refused: \(error); the last good policy stays in force")
+            metrics.setPolicyValid(false)
+            return .invalid
+        }
+        if text == policyText && !force { return .unchanged }
+        let previousText = policyText
+        policyText = text
+        let candidate: Policy
+        do { candidate = try PolicyFile.parse(text, file: watcher.path) } catch {
+            logger.error("policy refused: \(error.description); the last good policy stays in force")
+            metrics.setPolicyValid(false)
+            return .invalid
+        }
+        let chosen = configuration.strategy ?? candidate.strategy ?? .source
+        if candidate == policy && chosen == strategy {
+            metrics.setPolicyValid(true)
+            return text == previousText ? .unchanged : .changed
+        }
+        do {
+            _ = try router.apply(effective(candidate, keepMissing: true), strategy: chosen, dryRun: true)
+        } catch where error.isInvalid {
+            logger.error("policy refused: \(error.description); the last good policy stays in force")
+            metrics.setPolicyValid(false)
+            return .invalid
+        } catch {
+            // A conflict or a kernel error is not the policy's fault: the reconcile reports it.
+        }
+        policy = candidate
+        strategy = chosen
+        classifier.watch(policy)
+        if let links = try? inspector.links() { classifier.learn(links) }
+        metrics.setPolicyValid(true)
+        logger.notice("policy reloaded", metadata: ["file": "\(watcher.path)", "strategy": "\(strategy.rawValue)",
+                                                    "interfaces": "\(policy.interfaces.map(\.name).joined(separator: ","))"])
+        return .changed
+    }
+
+    /// The policy without the interfaces that cannot carry their return path now: down, without an IPv4 address
+    /// on their gateway's subnet (the kernel refuses a route via them, and apply refuses such a gateway), or gone
+    /// (deleted while the agent runs). Their routes are gone anyway; the rest of the policy stays true. They come
+    /// back when they can. With `keepMissing` (the first apply, a new policy's check) an interface that does not
+    /// exist stays in, and apply refuses the policy for it, as it would on its own.
+    func effective(_ policy: Policy, keepMissing: Bool = false) -> Policy {
+        var result = policy
+        var missing: [String: String] = [:]
+        result.interfaces = policy.interfaces.filter { entry in
+            guard let link = try? inspector.link(named: entry.name) else {
+                if keepMissing { return true }
+                missing[entry.name] = "no such interface"
+                return false
+            }
+            if !link.isUp {
+                missing[entry.name] = "down"
+                return false
+            }
+            let addresses = (try? inspector.addresses(family: .inet, interface: entry.name)) ?? []
+            if !addresses.contains(where: { $0.prefix.contains(entry.gateway) }) {
+                missing[entry.name] = "no address on the subnet of its gateway \(entry.gateway)"
+                return false
+            }
+            return true
+        }
+        if missing != leftOut {
+            for (name, why) in missing.sorted(by: { $0.key < $1.key }) where leftOut[name] != why {
+                logger.warning("\(name) cannot carry its return path now (\(why)): left out until it can", metadata: ["interface": "\(name)"])
+            }
+            for name in leftOut.keys.sorted() where missing[name] == nil {
+                logger.notice("\(name) can carry its return path again", metadata: ["interface": "\(name)"])
+            }
+            leftOut = missing
+        }
+        return result
+    }
+
+    // MARK: reconcile
+
+    /// apply with the policy in force: the same diff, make-before-break, changes only the difference.
+    @discardableResult
+    func reconcile(_ trigger: Trigger) -> Result<Report, ApplyError> {
+        health.busy(true)
+        defer { health.busy(false) }
+        let started = Self.now()
+        reconcileCount += 1
+        let configured = (try? router.resolvingServices(policy)) ?? policy
+        let leftBefore = Set(leftOut.keys)
+        let applied = effective(policy, keepMissing: trigger == .start)
+        // Withdrawing an interface that went down re-adds nothing that was lost: not a repair.
+        let withdrew = !Set(leftOut.keys).isSubset(of: leftBefore)
+        let result: Result<Report, ApplyError>
+        if applied.interfaces.isEmpty {
+            logger.warning("no interface of the policy can carry its return path now; nothing to apply")
+            result = .success(Report())
+        } else {
+            do { result = .success(try router.apply(applied, strategy: strategy, dryRun: false)) } catch { result = .failure(error) }
+        }
+        let seconds = Double(Self.now() - started) / 1e9
+        metrics.reconciled(trigger, seconds: seconds)
+        switch result {
+        case .success(let report):
+            var repairs: [Change.Kind: Int] = [:]
+            if let (lastPolicy, lastStrategy) = lastInput, lastPolicy == configured, lastStrategy == strategy, !withdrew {
+                for change in report.changes where change.action == .add { repairs[change.kind, default: 0] += 1 }
+                for (kind, count) in repairs { metrics.repaired(kind, count: count) }
+            }
+            lastInput = (configured, strategy)
+            let changed = report.added + report.removed > 0
+            if changed || reconcileCount == 1 {
+                classifier.ownPorts = OwnSockets.portIDs(in: configuration.namespace)
+                updateOwned(applied)
+            }
+            metrics.succeeded(at: Date())
+            health.succeeded()
+            if changed {
+                var metadata: Logger.Metadata = [
+                    "trigger": "\(trigger.rawValue)", "added": "\(report.added)", "removed": "\(report.removed)",
+                    "unchanged": "\(report.unchanged)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+                    "changes": "\(Self.summary(report))",
+                ]
+                if !repairs.isEmpty {
+                    metadata["repaired"] = "\(repairs.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ","))"
+                }
+                logger.notice("reconciled", metadata: metadata)
+            } else {
+                logger.debug("reconciled, nothing to change", metadata: [
+                    "trigger": "\(trigger.rawValue)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+                ])
+            }
+        case .failure(let error):
+            let reason: String
+            switch error {
+            case .conflict: reason = "conflict"
+            case .invalid: reason = "invalid"
+            default: reason = "error"
+            }
+            metrics.failed(reason)
+            health.failed(error.description)
+            logger.error("reconcile failed: \(error.description); nothing of it was deleted", metadata: [
+                "trigger": "\(trigger.rawValue)", "reason": "\(reason)",
+                "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+            ])
+            // Our own sockets may be new (the first apply failed half-way): keep ignoring our own events.
+            classifier.ownPorts = OwnSockets.portIDs(in: configuration.namespace)
+        }
+        return result
+    }
+
+    private func updateOwned(_ applied: Policy) {
+        if let counts = try? router.ownedObjectCounts(applied.ownership) {
+            for (kind, count) in counts { metrics.setOwned(kind, count) }
+        }
+        let sysctls = (strategy == .mark || strategy == .ingress) ? applied.interfaces.count : 0
+        metrics.setOwned(.sysctl, sysctls)
+    }
+
+    /// "+ route …; - rule …" (at most 20, then how many more).
+    static func summary(_ report: Report) -> String {
+        let lines = report.changes.prefix(20).map { "\($0.action == .add ? "+" : "-") \($0.kind.rawValue) \($0.object)" }
+        let more = report.changes.count > 20 ? ["… \(report.changes.count - 20) more"] : []
+        return (lines + more).joined(separator: "; ")
+    }
+}
