@@ -44,11 +44,12 @@ let package = Package(
         ),
         // libpcap, from the system (libpcap-dev).
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
-        // Probe: real connections from lab hosts, with packet evidence of where SYNs came in and replies went out.
+        // Probe: real connections between namespaces (or, passive, connections others make), with packet evidence
+        // of where SYNs came in and replies went out. Takes namespaces and flows; the CLI resolves labs.
         .target(
             name: "Probe",
             dependencies: [
-                "CPcap", "CLinux", "Netlink", "Namespace", "Lab",
+                "CPcap", "CLinux", "Netlink", "Namespace",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
