@@ -64,20 +64,29 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Doctor: reads a node (rules, routes, nftables, sysctls, the record of the last apply), explains one packet's
+        // routing decision step by step, checks it against the kernel's, and finds what breaks return paths.
+        .target(
+            name: "Doctor",
+            dependencies: [
+                "CLinux", "CNftables", "Netlink", "Namespace", "ReturnRouting",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "CLinux", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe", "ReturnRouting"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Lab", "Netlink", "Probe", "ReturnRouting", "Doctor"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -12,7 +12,7 @@ struct ReturnPath: ParsableCommand {
             and fixes return traffic with policy routing it owns.
             """,
         version: "0.1.0",
-        subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self, Bench.self])
+        subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self, DoctorCommand.self, Bench.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; returnpath's contract is 2, like ip and nft.
     static func main() {
