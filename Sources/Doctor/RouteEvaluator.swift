@@ -155,7 +155,7 @@ public struct RouteEvaluator: Sendable {
                 let errno: Errno = rule.action == .unreachable ? .networkUnreachable
                     : rule.action == .prohibit ? .permissionDenied : .invalidArgument
                 steps.append(RuleStep(rule: entry, outcome: .matched, checks: checks, table: nil, note: nil))
-                outcome = .failed(errno, rule: entry, route: nil, reason: "rule \(rule.priority ?? 0) is a \(rule.action) rule")
+                outcome = .failed(errno, rule: entry, route: nil, reason: "rule \(rule.priority ?? 0) is \(rule.action == .unreachable ? "an" : "a") \(rule.action) rule")
                 index += 1
                 break walk
             case .lookup:
