@@ -52,6 +52,12 @@ public struct ReplyCheck: Sendable {
     public var service: IPPrefix
     /// The address the checks use for the service (the prefix itself for a host prefix).
     public var address: IPAddress
+    /// For a service the node DNATs (a nat chain's `dnat to`): the port, and the backend ADDRESS:PORT. Its reply is
+    /// the backend's, forwarded.
+    public var port: UInt16?
+    public var backend: String?
+    /// "192.168.1.1", or "192.168.1.1:3000" for a DNATed port.
+    public var label: String { port.map { service.isHost ? address.endpoint(port: $0) : "\(service):\($0)" } ?? service.description }
     public var interface: String?
     public var client: IPAddress
     public var clientPrefix: IPPrefix?
@@ -115,11 +121,50 @@ public struct Doctor: Sendable {
         var interface: String?
         var gateway: IPAddress?
         var clients: [IPPrefix]
+        /// A port the node DNATs for this service.
+        var port: UInt16? = nil
+    }
+
+    /// (address, port) pairs nat prerouting chains DNAT: `ip daddr A tcp dport P … dnat to …`.
+    func dnatEntries() -> [(IPAddress, UInt16)] {
+        var entries: [(IPAddress, UInt16)] = []
+        for chain in state.nftables.baseChains(hook: "prerouting") where chain.type == "nat" {
+            for rule in state.nftables.rules(of: chain) {
+                guard rule.statements.contains(where: { if case .dnat = $0 { return true } else { return false } }) else { continue }
+                var address: IPAddress?, port: UInt16?
+                for statement in rule.statements {
+                    guard case .match("==", let left, let right) = statement else { continue }
+                    if case .payload("ip", "daddr") = left, case .string(let text) = right { address = IPAddress(text) }
+                    if case .payload(let proto, "dport") = left, proto == "tcp" || proto == "th", case .number(let n) = right {
+                        port = UInt16(exactly: n)
+                    }
+                }
+                if let address, let port, !entries.contains(where: { $0 == (address, port) }) { entries.append((address, port)) }
+            }
+        }
+        return entries
+    }
+
+    /// Adds a row per DNATed port of each announced service.
+    func withDNAT(_ announcements: [Announcement]) -> [Announcement] {
+        let entries = dnatEntries()
+        guard !entries.isEmpty else { return announcements }
+        var result = announcements
+        for a in announcements where a.interface != nil {
+            for (address, port) in entries where a.service.contains(address) {
+                var extra = a
+                extra.service = IPPrefix(host: address)
+                extra.port = port
+                result.append(extra)
+            }
+        }
+        return result
     }
 
     public func run() throws(DoctorError) -> DoctorReport {
         var notes: [String] = []
-        let (announcements, reconstructed) = self.announcements(&notes)
+        let (found, reconstructed) = self.announcements(&notes)
+        let announcements = withDNAT(found)
         var checks: [ReplyCheck] = []
         let socket: NetlinkSocket
         do { socket = try NetlinkSocket(namespace: state.namespace) } catch { throw .netlink(error) }
@@ -246,9 +291,10 @@ public struct Doctor: Sendable {
         let address = Self.representative(a.service)
         let clientPrefix = a.clients.first
         let client = clientPrefix.map(Self.representative) ?? Self.genericClient
-        let port = request.servicePorts[address]
+        let port = a.port ?? request.servicePorts[address]
         var requestTrace: NftTrace?, requestResult: PathResult?, reverse: ReversePathCheck?, requestKernel: KernelAnswer?
         var requestMark: UInt32 = 0, ctMark: UInt32 = 0
+        var forwarded: (backend: IPAddress, port: UInt16?, device: String)?
         if let interface = a.interface {
             var incoming = NftPacket(source: client, destination: address, ipProtocol: 6, sourcePort: Self.clientPort,
                                      destinationPort: port, inputInterface: interface)
@@ -259,13 +305,37 @@ public struct Doctor: Sendable {
             requestMark = input.mark
             ctMark = input.trace.ctMarkAfter
             incoming.mark = input.mark
-            requestKernel = Explainer.compare(query: RouteQuery(destination: address, source: client, inputInterface: interface,
-                                                                mark: input.mark, ipProtocol: 6, sourcePort: Self.clientPort,
-                                                                destinationPort: port),
-                                              expected: input.final) { () throws(NetlinkError) -> RouteDecision in
-                try socket.lookup(RouteQuery(destination: address, source: client, inputInterface: interface, mark: input.mark,
-                                             ipProtocol: 6, sourcePort: Self.clientPort, destinationPort: port))
+            // The route was looked up for the translated destination, when a nat chain DNATed it.
+            let destination = input.trace.dnat?.address ?? address
+            let destinationPort = input.trace.dnat.map { $0.port ?? port } ?? port
+            let requestQuery = RouteQuery(destination: destination, source: client, inputInterface: interface, mark: input.mark,
+                                          ipProtocol: 6, sourcePort: Self.clientPort, destinationPort: destinationPort)
+            requestKernel = Explainer.compare(query: requestQuery, expected: input.final) { () throws(NetlinkError) -> RouteDecision in
+                try socket.lookup(requestQuery)
             }
+            if let dnat = input.trace.dnat, case .sent(_, let device, _) = input.final {
+                forwarded = (dnat.address, dnat.port ?? port, device)
+            }
+        }
+        if let forwarded {
+            // A DNATed request went on to its backend: the reply is the backend's, arriving on that device, routed
+            // (forwarded) before conntrack puts the service address back.
+            let reply = NftPacket(source: forwarded.backend, destination: client, ipProtocol: 6, sourcePort: forwarded.port,
+                                  destinationPort: Self.clientPort, inputInterface: forwarded.device, ctMark: ctMark,
+                                  ctState: "established", ctDirection: "reply")
+            let input = path.input(reply)
+            let query = RouteQuery(destination: client, source: forwarded.backend, inputInterface: forwarded.device, mark: input.mark,
+                                   ipProtocol: 6, sourcePort: forwarded.port, destinationPort: Self.clientPort)
+            let replyKernel = Explainer.compare(query: query, expected: input.final) { () throws(NetlinkError) -> RouteDecision in
+                try socket.lookup(query)
+            }
+            var row = ReplyCheck(service: a.service, address: address, port: port,
+                                 backend: forwarded.backend.endpoint(port: forwarded.port ?? 0), interface: a.interface, client: client,
+                                 clientPrefix: clientPrefix, requestTrace: requestTrace, requestResult: requestResult, reversePath: reverse,
+                                 requestKernel: requestKernel, requestMark: requestMark, replyTrace: input.trace, replyResult: input.final,
+                                 replyMark: input.mark, replyKernel: replyKernel, verdict: .unknown, reason: "")
+            (row.verdict, row.reason) = verdict(row)
+            return row
         }
         let socketMark = state.tcpFwmarkAccept ? requestMark : 0
         let reply = NftPacket(source: address, destination: client, ipProtocol: 6, sourcePort: port, destinationPort: Self.clientPort,
@@ -277,7 +347,8 @@ public struct Doctor: Sendable {
         let replyKernel = Explainer.compare(query: query, expected: output.final) { () throws(NetlinkError) -> RouteDecision in
             try socket.lookup(query)
         }
-        var row = ReplyCheck(service: a.service, address: address, interface: a.interface, client: client, clientPrefix: clientPrefix,
+        var row = ReplyCheck(service: a.service, address: address, port: a.port, backend: nil, interface: a.interface, client: client,
+                             clientPrefix: clientPrefix,
                              requestTrace: requestTrace, requestResult: requestResult, reversePath: reverse,
                              requestKernel: requestKernel, requestMark: requestMark, replyTrace: output.trace,
                              replyResult: output.final, replyMark: output.mark, replyKernel: replyKernel, verdict: .unknown, reason: "")
@@ -290,7 +361,8 @@ public struct Doctor: Sendable {
             switch result {
             case .refused(let errno, let reason, _): return (.unreachable, "the request is refused: \(reason) (\(errno))")
             case .dropped(let by): return (.unreachable, "the request is dropped by nftables: \(by)")
-            case .sent(_, let device, _): return (.unreachable, "the request is forwarded out \(device): \(row.address) is not this node's")
+            case .sent(_, let device, _):
+                if row.backend == nil { return (.unreachable, "the request is forwarded out \(device): \(row.address) is not this node's") }
             case .local: break
             }
         }
@@ -351,7 +423,9 @@ public struct Doctor: Sendable {
         for row in checks {
             guard let interface = row.interface else { continue }
             let behind = row.clientPrefix.map { "clients behind \(interface) (\($0.cidr))" } ?? "a client behind \(interface)"
-            var objects = ["service \(row.service)", "interface \(interface)"]
+            var objects = ["service \(row.label)", "interface \(interface)"]
+            if let backend = row.backend { objects.append("DNAT to \(backend)") }
+            let from = row.backend.map { "\(row.label) (DNATed to \($0); the backend's replies are forwarded)" } ?? row.address.description
             if let rule = row.rule { objects.append("rule \(rule)") }
             if let route = row.replyResult.lookup?.outcome.route {
                 objects.append("route \(route.description)")
@@ -367,25 +441,25 @@ public struct Doctor: Sendable {
                     fix = ipCommand(["rule", "del"] + ruleArguments(rule)) + " && " + fix
                 }
                 findings.append(Finding(id: FindingID.replyAsymmetric, severity: .error,
-                                        message: "replies from \(row.address) to \(behind) leave by \(row.replyResult.device ?? "?")"
+                                        message: "replies from \(from) to \(behind) leave by \(row.replyResult.device ?? "?")"
                                             + (row.replyResult.gateway.map { " via \($0)" } ?? "") + decided
                                             + ": the request comes in on \(interface), the reply goes out another way and is lost (or dropped by a stateful firewall or a strict rp_filter on the way)",
                                         objects: objects, fix: fix, hint: applyNeedsPolicy ? "apply needs the policy: -f POLICY.yaml" : nil))
             case .unreachable:
                 if let check = row.reversePath, !check.passed {
                     if explained.contains(interface) { continue }
-                    var requestObjects = ["service \(row.service)", "interface \(interface)",
+                    var requestObjects = ["service \(row.label)", "interface \(interface)",
                                           "sysctl net.ipv4.conf.\(interface).rp_filter=\(check.ownValue) (all=\(check.allValue))"]
                     if let reverse = check.lookup, let rule = reverse.outcome.rule { requestObjects.append("rule \(rule)") }
                     if let route = check.lookup?.outcome.route { requestObjects.append("route \(route.description)") }
                     findings.append(Finding(id: FindingID.requestDropped, severity: .error,
-                                            message: "requests from \(behind) to \(row.address) never get in: \(check.reason)",
+                                            message: "requests from \(behind) to \(row.label) never get in: \(check.reason)",
                                             objects: requestObjects,
                                             fix: applyCommand(),
                                             hint: "every returnpath strategy makes the reverse-path check pass; loose mode (rp_filter=2) would too, for every packet"))
                 } else {
                     findings.append(Finding(id: FindingID.replyUnreachable, severity: .error,
-                                            message: "replies from \(row.address) to \(behind) cannot leave: \(row.reason)",
+                                            message: "replies from \(from) to \(behind) cannot leave: \(row.reason)",
                                             objects: objects, fix: applyCommand(),
                                             hint: applyNeedsPolicy ? "apply needs the policy: -f POLICY.yaml" : nil))
                 }
@@ -539,13 +613,13 @@ public struct Doctor: Sendable {
         return byRule.keys.sorted { ($0.rule.priority ?? 0) < ($1.rule.priority ?? 0) }.map { (rule: DetailedRule) -> Finding in
             let rows: [ReplyCheck] = byRule[rule] ?? []
             let broken = rows.contains { $0.verdict != .ok }
-            let services: String = Set(rows.map { $0.service.description }).sorted().joined(separator: ", ")
+            let services: String = Set(rows.map(\.label)).sorted().joined(separator: ", ")
             let pref = rule.rule.priority ?? 0
             var message = "rule \(pref) (\(ExplainText.ruleText(rule))) is not returnpath's and comes before its band \(band): "
             message += "it decides the replies of \(services) before returnpath's rules can"
             message += broken ? ", and sends them the wrong way" : " (the same way, for now)"
             var objects: [String] = ["rule \(rule)"]
-            for row in rows { if let interface = row.interface { objects.append("service \(row.service) on \(interface)") } }
+            for row in rows { if let interface = row.interface { objects.append("service \(row.label) on \(interface)") } }
             return Finding(id: FindingID.foreignRuleFirst, severity: broken ? .error : .warning, message: message,
                            objects: objects, fix: ipCommand(["rule", "del"] + ruleArguments(rule)),
                            hint: "or move it after priority \(last)")

@@ -23,7 +23,7 @@ public enum DoctorText {
                 if c.verdict == .unreachable, c.requestResult.map({ if case .local = $0 { return false } else { return true } }) == true {
                     verdict += " (request)"
                 }
-                return [c.service.description, c.interface ?? "?", egress, c.replyResult.gateway?.description ?? "-", decided, verdict]
+                return [c.label, c.interface ?? "?", egress, c.replyResult.gateway?.description ?? "-", decided, verdict]
             }
             let widths = headers.indices.map { i in ([headers[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
             func line(_ cells: [String]) -> String {
@@ -70,6 +70,8 @@ public struct DoctorOutput: Encodable, Sendable {
 
     struct Check: Encodable {
         var service: String
+        var port: UInt16?
+        var backend: String?
         var interface: String?
         var client: String
         var clientPrefix: String?
@@ -87,7 +89,7 @@ public struct DoctorOutput: Encodable, Sendable {
         var requestKernel: Kernel?
 
         enum CodingKeys: String, CodingKey {
-            case service, interface, client, egress, gateway, rule, table, verdict, reason, request, kernel
+            case service, port, backend, interface, client, egress, gateway, rule, table, verdict, reason, request, kernel
             case clientPrefix = "client_prefix", requestMark = "request_mark", replyMark = "reply_mark"
             case rpFilter = "rp_filter", requestKernel = "request_kernel"
         }
@@ -95,6 +97,8 @@ public struct DoctorOutput: Encodable, Sendable {
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(service, forKey: .service)
+            try c.encode(port, forKey: .port)
+            try c.encode(backend, forKey: .backend)
             try c.encode(interface, forKey: .interface)
             try c.encode(client, forKey: .client)
             try c.encode(clientPrefix, forKey: .clientPrefix)
@@ -142,7 +146,7 @@ public struct DoctorOutput: Encodable, Sendable {
             case nil: request = nil
             }
             func kernel(_ k: KernelAnswer) -> Kernel { Kernel(command: k.command, answer: k.answer, agrees: k.agrees, differences: k.differences) }
-            return Check(service: c.service.description, interface: c.interface, client: c.client.description,
+            return Check(service: c.service.description, port: c.port, backend: c.backend, interface: c.interface, client: c.client.description,
                          clientPrefix: c.clientPrefix?.cidr, egress: c.replyResult.device, gateway: c.replyResult.gateway?.description,
                          rule: c.rule?.rule.priority, table: c.table.map(RouteTable.name), verdict: c.verdict, reason: c.reason,
                          requestMark: hex(c.requestMark), replyMark: hex(c.replyMark), request: request,

@@ -85,22 +85,36 @@ public struct Explainer: Sendable {
         for name in [query.inputInterface, query.requestInterface].compactMap({ $0 }) where state.link(name) == nil {
             throw .invalid("\(state.namespace) has no interface \(name) (interfaces: \(state.links.map(\.name).joined(separator: ", ")))")
         }
-        if query.inputInterface != nil && query.requestInterface != nil {
-            throw .invalid("--iif is for a packet that arrives; --request-iif for a reply the node sends: not both")
-        }
         var notes: [String] = []
         if let interface = query.inputInterface {
-            let packet = NftPacket(source: query.source, destination: query.destination, ipProtocol: query.ipProtocol,
+            var packet = NftPacket(source: query.source, destination: query.destination, ipProtocol: query.ipProtocol,
                                    sourcePort: query.sourcePort, destinationPort: query.destinationPort,
                                    inputInterface: interface, mark: query.mark ?? 0)
-            notes.append("conntrack: a new connection (ct state new, direction original, ct mark 0x0)")
+            var request: NftTrace?
+            if let requestInterface = query.requestInterface {
+                // A reply that arrives to be forwarded (a pod's, behind DNAT): its connection began on requestInterface.
+                let (trace, ctMark) = requestTrace(query, on: requestInterface)
+                request = trace
+                packet.ctMark = ctMark
+                packet.ctState = "established"
+                packet.ctDirection = "reply"
+                notes.append("conntrack: the reply of a connection whose request came in on \(requestInterface) (ct state established, direction reply, ct mark \(hex(ctMark)))")
+            } else {
+                notes.append("conntrack: a new connection (ct state new, direction original, ct mark 0x0); for a reply arriving to be forwarded, add --request-iif IF")
+            }
             let (trace, result, check, mark) = path.input(packet)
-            var explanation = Explanation(query: query, direction: "input", request: nil, initialMark: query.mark ?? 0,
+            var explanation = Explanation(query: query, direction: "input", request: request, initialMark: query.mark ?? 0,
                                           initialRoute: nil, nftables: trace, mark: mark, result: result, reversePath: check,
                                           kernel: KernelAnswer(command: "", answer: "", agrees: nil, differences: []), notes: notes)
-            explanation.kernel = try ask(RouteQuery(destination: query.destination, source: query.source, inputInterface: interface,
-                                                    mark: mark, ipProtocol: query.ipProtocol, sourcePort: query.sourcePort,
-                                                    destinationPort: query.destinationPort), expecting: result)
+            // A nat chain's DNAT changed the destination before routing: the kernel is asked about the translated one.
+            if let dnat = trace.dnat {
+                explanation.notes.append("nat: DNAT to \(dnat.address)\(dnat.port.map { ":\($0)" } ?? ""); the route is looked up for the translated destination")
+            }
+            explanation.kernel = try ask(RouteQuery(destination: trace.dnat?.address ?? query.destination, source: query.source,
+                                                    inputInterface: interface, mark: mark, ipProtocol: query.ipProtocol,
+                                                    sourcePort: query.sourcePort,
+                                                    destinationPort: trace.dnat.map { $0.port ?? query.destinationPort } ?? query.destinationPort),
+                                         expecting: result)
             return explanation
         }
         // A packet the node sends; as a reply, its connection's state comes from the request.
@@ -132,6 +146,15 @@ public struct Explainer: Sendable {
                                                 ipProtocol: query.ipProtocol, sourcePort: query.sourcePort,
                                                 destinationPort: query.destinationPort), expecting: result)
         return explanation
+    }
+
+    /// The request of the connection a reply belongs to, through prerouting on `interface`: its trace and the
+    /// connection's ct mark.
+    func requestTrace(_ query: ExplainQuery, on interface: String) -> (NftTrace, UInt32) {
+        var incoming = NftPacket(source: query.destination, destination: query.source, ipProtocol: query.ipProtocol,
+                                 sourcePort: query.destinationPort, destinationPort: query.sourcePort, inputInterface: interface)
+        let trace = path.nft.run(hook: "prerouting", &incoming)
+        return (trace, incoming.ctMark)
     }
 
     /// RTM_GETROUTE with the same keys, compared with doctor's answer.

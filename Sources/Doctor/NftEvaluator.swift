@@ -37,7 +37,7 @@ public struct NftPacket: Sendable, Hashable {
 }
 
 /// What the chains of one hook did to a packet, rule by rule.
-public struct NftTrace: Sendable, Hashable {
+public struct NftTrace: Sendable {
     public struct Step: Sendable, Hashable {
         public enum Outcome: String, Sendable, Hashable {
             /// Every match held; its statements ran.
@@ -71,6 +71,8 @@ public struct NftTrace: Sendable, Hashable {
     public var rerouteMark: UInt32?
     /// A filter chain at the output hook changed the mark: the kernel does not route again for it.
     public var markChangedWithoutReroute = false
+    /// A nat chain's `dnat to` changed the destination (the first packet of a connection).
+    public var dnat: (address: IPAddress, port: UInt16?)?
     /// A rule dropped the packet ("inet filter output handle 4"), or a chain's policy did.
     public var droppedBy: String?
     public var chains: [String] = []
@@ -90,6 +92,8 @@ public struct NftEvaluator: Sendable {
     public func run(hook: String, _ packet: inout NftPacket) -> NftTrace {
         var trace = NftTrace(hook: hook, markBefore: packet.mark, markAfter: packet.mark, ctMarkAfter: packet.ctMark)
         for chain in ruleset.baseChains(hook: hook) {
+            // NAT chains see only a connection's first packet; conntrack translates the rest.
+            if chain.type == "nat" && packet.ctState != "new" { continue }
             trace.chains.append(chain.qualifiedName)
             let markAtStart = packet.mark
             let verdict = runChain(chain, &packet, &trace, depth: 0)
@@ -169,6 +173,20 @@ public struct NftEvaluator: Sendable {
                     if result.value == .no { outcome = .skipped; break statements }
                     if result.value == .unknown { outcome = .unevaluated; break statements }
                     if let v = result.verdict { verdict = v; break statements }
+                case .dnat(let address, let port):
+                    guard let address, case .address(let to) = value(address, packet) else {
+                        reasons.append("dnat to an address doctor cannot compute")
+                        outcome = .unevaluated
+                        break statements
+                    }
+                    let newPort = port.flatMap { literalInteger($0) }.map { UInt16(truncatingIfNeeded: $0) }
+                    reasons.append("dnat: \(packet.destination)\(packet.destinationPort.map { ":\($0)" } ?? "") → \(to)\(newPort.map { ":\($0)" } ?? "")")
+                    packet.destination = to
+                    if let newPort { packet.destinationPort = newPort }
+                    trace.dnat = (to, newPort)
+                    // A NAT verdict: the chain ends here.
+                    verdict = .accept
+                    break statements
                 case .passive:
                     continue
                 case .unknown(let name):

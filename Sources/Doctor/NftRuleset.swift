@@ -314,6 +314,8 @@ public enum NftStatement: Sendable, Hashable {
     case vmap(key: NftExpr, data: NftExpr)
     /// An iptables-nft extension; its parameters come from nfnetlink (`XtExtension`).
     case xt(type: String, name: String)
+    /// `dnat to ADDRESS[:PORT]` (nat chains; the first packet of a connection).
+    case dnat(address: NftExpr?, port: NftExpr?)
     /// Statements that do not decide a mark or a verdict: counter, log, limit, nat, …
     case passive(String, text: String)
     case unknown(String)
@@ -339,7 +341,9 @@ public enum NftStatement: Sendable, Hashable {
             self = .vmap(key: NftExpr(json: key), data: NftExpr(json: data))
         case "xt":
             self = .xt(type: body["type"]?.string ?? "?", name: body["name"]?.string ?? "?")
-        case "counter", "log", "limit", "quota", "notrack", "dnat", "snat", "masquerade", "redirect", "tproxy", "flow",
+        case "dnat":
+            self = .dnat(address: body["addr"].map(NftExpr.init(json:)), port: body["port"].map(NftExpr.init(json:)))
+        case "counter", "log", "limit", "quota", "notrack", "snat", "masquerade", "redirect", "tproxy", "flow",
              "set", "synproxy", "secmark", "ct helper", "ct timeout", "ct expectation", "dup", "fwd", "last":
             self = .passive(name, text: name)
         default:
@@ -362,6 +366,8 @@ public enum NftStatement: Sendable, Hashable {
         case .verdict(let verdict, let target): return verdict + (target.map { " \($0)" } ?? "")
         case .vmap(let key, let data): return "\(key) vmap \(data)"
         case .xt(let type, let name): return "xt \(type) \(name)"
+        case .dnat(let address, let port):
+            return "dnat to " + (address?.description ?? "?") + (port.map { ":\($0)" } ?? "")
         case .passive(_, let text): return text
         case .unknown(let name): return "\(name) …"
         }

@@ -9,9 +9,10 @@ struct DoctorExplain: ParsableCommand {
         commandName: "explain",
         abstract: "Explain one packet: nftables marks, every routing rule (matched or skipped, selector by selector), the tables, the egress, the reverse-path check — and the kernel's answer.",
         discussion: """
-            Without --iif the packet is sent by the node (a reply: give --request-iif IF for the interface its request \
-            came in on, so conntrack's mark is known). With --iif it arrives on IF (a request, or a packet to forward), \
-            and the reverse-path check rp_filter makes for it is shown. The same question goes to the kernel \
+            Without --iif the packet is sent by the node; with --iif it arrives on IF (a request, or a packet to \
+            forward) and the reverse-path check rp_filter makes for it is shown. --request-iif IF makes it the reply \
+            of a connection whose request came in on IF (sent by the node, or — with --iif — a pod's reply to forward), \
+            so conntrack's mark is known. The same question goes to the kernel \
             (RTM_GETROUTE, as `ip route get … from … iif … mark …`); a disagreement is printed loudly and exits 1.
             Exit: 0 explained, 1 the kernel disagrees or the node could not be read, 2 bad input.
             """)
@@ -37,7 +38,7 @@ struct DoctorExplain: ParsableCommand {
     @Option(name: .long, help: "Destination port (with --proto tcp/udp).")
     var dport: UInt16?
 
-    @Option(name: .customLong("request-iif"), help: "For a packet the node sends: the reply of a connection whose request came in on this interface.")
+    @Option(name: .customLong("request-iif"), help: "The packet is a reply of a connection whose request came in on this interface (conntrack's mark and direction follow).")
     var requestInterface: String?
 
     @OptionGroup var target: DoctorTarget
@@ -53,7 +54,6 @@ struct DoctorExplain: ParsableCommand {
         if (sport != nil || dport != nil) && !["tcp", "udp", "sctp", "6", "17", "132"].contains(proto ?? "") {
             throw ValidationError("--sport/--dport need --proto tcp, udp or sctp")
         }
-        if iif != nil && requestInterface != nil { throw ValidationError("--iif (a packet arriving) and --request-iif (a reply the node sends) exclude each other") }
         for name in [iif, requestInterface].compactMap({ $0 }) {
             if let problem = Link.validate(name: name) { throw ValidationError(problem) }
         }

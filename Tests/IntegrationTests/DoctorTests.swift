@@ -22,7 +22,10 @@ func errorIDs(_ object: [String: Any]) -> Set<String> {
 
 func checks(_ object: [String: Any]) -> [String: [String: Any]] {
     var rows: [String: [String: Any]] = [:]
-    for row in object["checks"] as? [[String: Any]] ?? [] { rows["\(row["service"] ?? "")@\(row["interface"] ?? "")"] = row }
+    for row in object["checks"] as? [[String: Any]] ?? [] {
+        let port = (row["port"] as? Int).map { ":\($0)" } ?? ""
+        rows["\(row["service"] ?? "")\(port)@\(row["interface"] ?? "")"] = row
+    }
     return rows
 }
 
@@ -300,6 +303,41 @@ struct DoctorTests {
             try "[Network]\nManageForeignRoutingPolicyRules=no\n".write(toFile: root + "/etc/systemd/networkd.conf.d/90-returnpath.conf",
                                                                        atomically: true, encoding: .utf8)
             #expect(try run(root).allSatisfy { $0.id != FindingID.networkdForeignRules })
+        }
+    }
+
+    /// seed-k8s: the node DNATs 192.168.1.1:3000 to pod1 (and :3001 to node2, masqueraded). Those replies are the
+    /// backends', forwarded: mark (by source address) misses them, ingress (by connection) does not — doctor's rows
+    /// say what the probe sees, and explain agrees with the kernel on the translated request and the forwarded reply.
+    @Test func dnatedServicesAreCheckedThroughTheirBackends() throws {
+        try withLab(file: repositoryRoot.appendingPathComponent("docs/seed-k8s.yaml").path) { lab in
+            let node = try ns(lab, "node")
+            let source = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/policy-seed.yaml"), encoding: .utf8)
+            for strategy in ["mark", "ingress"] {
+                let policy = try writeTemporary(source.replacingOccurrences(of: "strategy: mark ", with: "strategy: \(strategy) "))
+                defer { try? FileManager.default.removeItem(atPath: policy) }
+                #expect(try returnpath("apply", "--lab", lab, "-f", policy).status == 0)
+                let (_, object, raw) = try doctor(lab, ["-f", policy])
+                let rows = checks(object)
+                let dnat = try #require(rows["192.168.1.1:3000@eth1"], "\(raw.output)")
+                #expect(rows["192.168.1.1@eth1"]?["verdict"] as? String == "ok")
+                #expect(dnat["backend"] as? String == "10.244.0.10:3000")
+                let (_, flows, _) = try probe(lab)
+                let flow = try #require(flows["client1>192.168.1.1:3000"])
+                let probeOK = flow["verdict"] as? String == "symmetric" && flow["connected"] as? Bool == true
+                #expect((dnat["verdict"] as? String == "ok") == probeOK, "\(strategy): doctor \(dnat), probe \(flow)")
+                #expect(probeOK == (strategy == "ingress"))
+                try expectExplainAgrees(lab, node, from: "10.244.0.10", to: "10.111.223.23", iif: "veth-pod1", requestIif: "eth1",
+                                        sport: 3000, dport: 40000)
+                // The request is looked up for its translated destination: ask iproute2 about the backend.
+                let request = try explain(lab, ["--from", "10.111.223.23", "--to", "192.168.1.1", "--iif", "eth1", "--proto", "tcp",
+                                                "--sport", "40000", "--dport", "3000"])
+                #expect(request.object["agrees"] as? Bool == true, "\(request.raw.output)")
+                let oracle = try ipRouteGet(node, ["10.244.0.10", "from", "10.111.223.23", "iif", "eth1", "mark",
+                                                   request.object["mark"] as? String ?? "0", "ipproto", "tcp", "sport", "40000", "dport", "3000"])
+                #expect(doctorAnswer(request.object) == oracle)
+                #expect(oracle.device == "veth-pod1")
+            }
         }
     }
 
