@@ -200,7 +200,8 @@ public struct NftEvaluator: Sendable {
                                              reason: reasons.joined(separator: "; "), markBefore: markBefore,
                                              markAfter: packet.mark, ctMarkAfter: packet.ctMark, ours: ours))
             if let verdict {
-                if verdict == .drop { trace.droppedBy = "\(chain.qualifiedName) handle \(rule.handle)" }
+                // The rule that dropped it, not the jump that led there.
+                if verdict == .drop { trace.droppedBy = trace.droppedBy ?? "\(chain.qualifiedName) handle \(rule.handle)" }
                 return verdict
             }
         }
