@@ -571,7 +571,7 @@ public struct Doctor: Sendable {
             let severity: Finding.Severity = empty || ours ? .error : .warning
             let what = empty ? "is empty" : "has no default route (only \(routes.map { $0.destination.description }.joined(separator: ", ")))"
             findings.append(Finding(id: FindingID.tableWithoutDefault, severity: severity,
-                                    message: "\(rules.count == 1 ? "rule" : "rules") \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")) \(rules.count == 1 ? "looks" : "look") up table \(RouteTable.name(table)), which \(what): their lookups fall through to the next rules (main). A link that goes down loses its routes in every table, and coming back up restores only the connected ones: whoever made this table must add its routes again",
+                                    message: "\(rules.count == 1 ? "rule" : "rules") \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")) \(rules.count == 1 ? "looks" : "look") up table \(RouteTable.name(table)), which \(what): \(rules.count == 1 ? "its" : "their") lookups fall through to the next rules (main). A link that goes down loses its routes in every table, and coming back up restores only the connected ones: whoever made this table must add its routes again",
                                     objects: rules.map { "rule \($0)" } + ["table \(RouteTable.name(table)): \(routes.isEmpty ? "no routes" : routes.map(\.description).joined(separator: "; "))"],
                                     fix: fix, hint: fix == nil ? "add the table's default route again (ip route replace default via GATEWAY dev IF table \(table))" : nil))
         }

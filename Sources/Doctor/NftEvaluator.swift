@@ -434,10 +434,13 @@ public struct NftEvaluator: Sendable {
             if found == .yes { found = .no } else if found == .no { found = .yes }
         }
         let rightText = right.render(hexNumbers: left.isMark)
+        // "ip saddr 192.168.1.1", "ct mark & 0xe000000 = 0x0".
+        let subject: String
+        if case .binary = left { subject = "\(left) = \(shown)" } else { subject = "\(left) \(shown)" }
         switch found {
-        case .yes: return MatchResult(value: .yes, reason: "\(left) \(shown) \(op == "!=" ? "is not" : "is") \(rightText)")
-        case .no: return MatchResult(value: .no, reason: "\(left) \(shown) \(op == "!=" ? "is" : "is not") \(rightText)")
-        case .unknown: return MatchResult(value: .unknown, reason: "\(left) \(shown) against \(rightText): cannot evaluate")
+        case .yes: return MatchResult(value: .yes, reason: "\(subject) \(op == "!=" ? "is not" : "is") \(rightText)")
+        case .no: return MatchResult(value: .no, reason: "\(subject) \(op == "!=" ? "is" : "is not") \(rightText)")
+        case .unknown: return MatchResult(value: .unknown, reason: "\(subject) against \(rightText): cannot evaluate")
         }
     }
 

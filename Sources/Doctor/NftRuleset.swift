@@ -282,7 +282,8 @@ public indirect enum NftExpr: Sendable, Hashable, CustomStringConvertible {
         case .prefix(let address, let length): return "\(address)/\(length)"
         case .range(let low, let high): return "\(low.render(hexNumbers: hexNumbers))-\(high.render(hexNumbers: hexNumbers))"
         case .payload(let proto, let field): return "\(proto) \(field)"
-        case .meta(let key): return "meta \(key)"
+        // nft prints these meta keys bare.
+        case .meta(let key): return ["iifname", "oifname", "iif", "oif"].contains(key) ? key : "meta \(key)"
         case .ct(let key, let direction): return "ct " + (direction.map { "\($0) " } ?? "") + key
         case .fib(let result, let flags): return "fib \(flags.joined(separator: " . ")) \(result)"
         case .binary(let op, let left, let right):
@@ -357,8 +358,10 @@ public enum NftStatement: Sendable, Hashable {
         case .match(let op, let left, let right):
             let hex = left.isMark
             let rightText = right.render(hexNumbers: hex)
+            let implicit: Bool
+            if case .binary = left { implicit = false } else { implicit = true }
             switch op {
-            case "==": return "\(left) \(rightText)"
+            case "==": return implicit ? "\(left) \(rightText)" : "\(left) == \(rightText)"
             case "in": return "\(left) \(rightText)"
             default: return "\(left) \(op) \(rightText)"
             }

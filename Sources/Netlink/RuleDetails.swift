@@ -57,9 +57,12 @@ public struct DetailedRule: Sendable, Hashable, CustomStringConvertible {
         self.details = details
     }
 
-    /// `ip rule` syntax with every selector: "pref 1000 from 192.168.1.1 ipproto tcp dport 80 lookup 200".
+    /// `ip rule` syntax with every selector: "pref 1000 from 192.168.1.1 ipproto tcp dport 80 lookup 200" (without
+    /// "proto kernel", as `ip rule` prints it).
     public var ipArguments: [String] {
         var args = rule.ipArguments
+        // iproute2 shows the kernel's own protocol only in detail mode: so does this.
+        if rule.proto == .kernel, let i = args.firstIndex(of: "proto"), i + 1 < args.count { args.removeSubrange(i...(i + 1)) }
         // The extra selectors go before the action, as iproute2 prints them.
         let actionWords: Set<String> = ["lookup", "goto", "nop", "blackhole", "unreachable", "prohibit"]
         let at = args.firstIndex { actionWords.contains($0) } ?? args.endIndex

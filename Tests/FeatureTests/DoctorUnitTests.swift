@@ -44,7 +44,7 @@ let ingressRuleset = """
             Issue.record("ct mark & … == 0 parsed as \(rule.statements[2])")
             return
         }
-        #expect(rule.text == "meta iifname eth1 ct direction original ct mark & 0xe000000 0x0 ct mark set ct mark & 0xf3ffffff | 0x2000000 comment \"returnpath x\"")
+        #expect(rule.text == "iifname eth1 ct direction original ct mark & 0xe000000 == 0x0 ct mark set ct mark & 0xf3ffffff | 0x2000000 comment \"returnpath x\"")
     }
 
     @Test func anUnreadableRulesetIsAnErrorNotAnEmptyOne() {
