@@ -162,7 +162,7 @@ public struct Doctor: Sendable {
     }
 
     public func run() throws(DoctorError) -> DoctorReport {
-        var notes: [String] = []
+        var notes: [String] = state.notes
         let (found, reconstructed) = self.announcements(&notes)
         let announcements = withDNAT(found)
         var checks: [ReplyCheck] = []

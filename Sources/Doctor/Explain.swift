@@ -85,7 +85,7 @@ public struct Explainer: Sendable {
         for name in [query.inputInterface, query.requestInterface].compactMap({ $0 }) where state.link(name) == nil {
             throw .invalid("\(state.namespace) has no interface \(name) (interfaces: \(state.links.map(\.name).joined(separator: ", ")))")
         }
-        var notes: [String] = []
+        var notes: [String] = state.notes
         if let interface = query.inputInterface {
             var packet = NftPacket(source: query.source, destination: query.destination, ipProtocol: query.ipProtocol,
                                    sourcePort: query.sourcePort, destinationPort: query.destinationPort,

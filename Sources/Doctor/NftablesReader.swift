@@ -11,15 +11,28 @@ import Glibc
 /// a thread inside the namespace, plus the parameters of iptables-nft extensions over nfnetlink (JSON names an
 /// `xt` target — MARK, CONNMARK — but not its values).
 enum NftablesReader {
-    static func ruleset(in namespace: NetworkNamespace) throws(DoctorError) -> NftRuleset {
+    enum ReadError: Error {
+        /// The kernel has no nfnetlink: there is no ruleset to read.
+        case nftablesUnavailable(String)
+        case failed(DoctorError)
+    }
+
+    static func ruleset(in namespace: NetworkNamespace) throws(ReadError) -> NftRuleset {
         let operation = "nft -j list ruleset in \(namespace)"
         // libnftables exits the process when it cannot open its netlink socket: check first, and say why.
         do {
             let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NetlinkSocket.netfilter)
             close(probe)
         } catch {
-            throw .nftables(operation: operation, message: "this kernel has no nfnetlink (nf_tables): \(error)")
+            if case .system(_, let errno) = error, errno == .protocolNotSupported || errno == .addressFamilyNotSupported {
+                throw .nftablesUnavailable("this kernel has no nfnetlink: \(errno)")
+            }
+            throw .failed(.nftables(operation: operation, message: "open an nfnetlink socket: \(error)"))
         }
+        do throws(DoctorError) { return try read(namespace, operation: operation) } catch { throw .failed(error) }
+    }
+
+    private static func read(_ namespace: NetworkNamespace, operation: String) throws(DoctorError) -> NftRuleset {
         let outcome: Result<String, DoctorError>
         do {
             outcome = try namespace.perform { () -> Result<String, DoctorError> in

@@ -18,6 +18,8 @@ public struct NodeState: Sendable {
     public var record: AppliedRecord?
     /// Why the record could not be read (it exists but does not decode).
     public var recordProblem: String?
+    /// What could not be read and why the answers may be partial ("this kernel has no nf_tables").
+    public var notes: [String] = []
 
     public init(namespace: NetworkNamespace, links: [Link], addresses: [InterfaceAddress], rules: [DetailedRule],
                 routes: [Route], sysctls: [String: String], nftables: NftRuleset, record: AppliedRecord? = nil,
@@ -53,13 +55,28 @@ public struct NodeState: Sendable {
                 if let value = try readSysctl(namespace, interfaceKey(name, setting)) { sysctls[interfaceKey(name, setting)] = value }
             }
         }
-        let nftables = try NftablesReader.ruleset(in: namespace)
+        var notes: [String] = []
+        let nftables: NftRuleset
+        do {
+            nftables = try NftablesReader.ruleset(in: namespace)
+        } catch {
+            switch error {
+            case .nftablesUnavailable(let why):
+                // No nf_tables in this kernel: no chain can mark a packet. Everything else still holds.
+                nftables = NftRuleset()
+                notes.append("nftables cannot be read (\(why)): no marks from nftables are assumed")
+            case .failed(let failure):
+                throw failure
+            }
+        }
         var record: AppliedRecord?, problem: String?
         do { record = try ReturnRouter(namespace: namespace).record() } catch {
             problem = error.description
         }
-        return NodeState(namespace: namespace, links: links, addresses: addresses, rules: rules, routes: routes,
-                         sysctls: sysctls, nftables: nftables, record: record, recordProblem: problem)
+        var state = NodeState(namespace: namespace, links: links, addresses: addresses, rules: rules, routes: routes,
+                              sysctls: sysctls, nftables: nftables, record: record, recordProblem: problem)
+        state.notes = notes
+        return state
     }
 
     static let interfaceSettings = ["rp_filter", "src_valid_mark", "forwarding", "accept_local"]
@@ -112,10 +129,7 @@ public struct NodeState: Sendable {
 
     /// The kernel's default rules (local, main, default) and nothing else: no policy routing at all.
     public var hasCustomRules: Bool {
-        rules.contains { entry in
-            let r = entry.rule
-            return !Self.isKernelDefault(entry)
-        }
+        rules.contains { !Self.isKernelDefault($0) }
     }
 
     /// One of the three rules the kernel starts with: 0 lookup local, 32766 lookup main, 32767 lookup default.
