@@ -1,3 +1,4 @@
+import Doctor
 import Foundation
 import Namespace
 import Testing
@@ -175,6 +176,44 @@ struct DoctorExplainTests {
                 // A spoofed source: the reverse-path check decides.
                 try expectExplainAgrees(lab, host: "core", core, from: client(next), to: "192.168.0.1", iif: "e\(i)", sport: sport, dport: 80)
             }
+        }
+    }
+
+    /// Marks set by others: an iptables-nft MARK target matching the source and the first route's device (a route
+    /// chain: the kernel routes again), an nftables set-membership rule in a filter chain (no re-route), and the
+    /// fwmark rule that follows the mark.
+    @Test func explainFollowsTheMarksOfIptablesAndNftables() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            try ip(node, ["route", "add", "default", "via", "10.111.221.21", "dev", "eth1", "table", "300"])
+            try ip(node, ["rule", "add", "pref", "900", "fwmark", "0x100/0xff00", "lookup", "300"])
+            try run(["ip", "netns", "exec", node.name!, "iptables", "-t", "mangle", "-A", "OUTPUT", "-s", "192.168.1.1",
+                     "-o", "eth0", "-j", "MARK", "--set-xmark", "0x100/0xff00"])
+            let (status, object, raw) = try explain(lab, ["--from", "192.168.1.1", "--to", "10.111.223.23", "--proto", "tcp",
+                                                          "--sport", "3000", "--dport", "40000"])
+            #expect(status == 0, "\(raw.output)")
+            #expect(object["mark"] as? String == "0x100")
+            let nft = object["nftables"] as? [String: Any] ?? [:]
+            #expect(nft["rerouted"] as? Bool == true)
+            let steps = nft["steps"] as? [[String: Any]] ?? []
+            #expect(steps.contains { ($0["reason"] as? String)?.contains("-j MARK --set-xmark 0x100/0xff00: mark 0x0 → 0x100") == true }, "\(steps)")
+            #expect((object["result"] as? [String: Any])?["device"] as? String == "eth1")
+            try expectExplainAgrees(lab, node, from: "192.168.1.1", to: "10.111.223.23", sport: 3000, dport: 40000)
+            // svc2 leaves by eth0 too, but its source does not match: no mark, main.
+            try expectExplainAgrees(lab, node, from: "192.168.2.1", to: "10.111.224.23", sport: 3000, dport: 40000)
+
+            // The same mark from a filter chain: the kernel does not route again, and doctor says so.
+            try run(["ip", "netns", "exec", node.name!, "iptables", "-t", "mangle", "-F", "OUTPUT"])
+            try run(["ip", "netns", "exec", node.name!, "nft",
+                     "add table ip other; add set ip other svcs { type ipv4_addr; elements = { 192.168.1.1 } }; add chain ip other out { type filter hook output priority 0; }; add rule ip other out ip saddr @svcs meta mark set 0x100"])
+            let filtered = try explain(lab, ["--from", "192.168.1.1", "--to", "10.111.223.23"])
+            #expect(filtered.object["mark"] as? String == "0x0", "\(filtered.raw.output)")
+            #expect((filtered.object["result"] as? [String: Any])?["device"] as? String == "eth0")
+            #expect(filtered.object["agrees"] as? Bool == true)
+            let text = try returnpath("doctor", "explain", "--lab", lab, "--from", "192.168.1.1", "--to", "10.111.223.23")
+            #expect(text.output.contains("changed in a filter chain: the kernel does NOT route again for it"), "\(text.output)")
+            let (_, report, _) = try doctor(lab)
+            #expect(findings(report, FindingID.markInFilterChain).count == 1)
         }
     }
 
