@@ -57,11 +57,12 @@ let package = Package(
         ),
         // libpcap, from the system (libpcap-dev).
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
-        // Probe: real connections from lab hosts, with packet evidence of where SYNs came in and replies went out.
+        // Probe: real connections between namespaces (or, passive, connections others make), with packet evidence
+        // of where SYNs came in and replies went out. Takes namespaces and flows; the CLI resolves labs.
         .target(
             name: "Probe",
             dependencies: [
-                "CPcap", "CLinux", "Netlink", "Namespace", "Lab",
+                "CPcap", "CLinux", "Netlink", "Namespace",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -97,20 +98,29 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Doctor: reads a node (rules, routes, nftables, sysctls, the record of the last apply), explains one packet's
+        // routing decision step by step, checks it against the kernel's, and finds what breaks return paths.
+        .target(
+            name: "Doctor",
+            dependencies: [
+                "CLinux", "CNftables", "Netlink", "Namespace", "ReturnRouting",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "Agent", "CLinux", "CNftables", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks",
+                "Agent", "CLinux", "CNftables", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks", "Doctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Agent", "Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Agent", "Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile", "Doctor"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Agent", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting",
+                "Agent", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -8,14 +8,22 @@ public struct RouteQuery: Sendable, Hashable, CustomStringConvertible {
     public var inputInterface: String?
     public var outputInterface: String?
     public var mark: UInt32?
+    /// The packet's IP protocol and ports, for rules that select by them (`ipproto tcp sport 1000 dport 80`).
+    public var ipProtocol: UInt8?
+    public var sourcePort: UInt16?
+    public var destinationPort: UInt16?
 
     public init(destination: IPAddress, source: IPAddress? = nil, inputInterface: String? = nil,
-                outputInterface: String? = nil, mark: UInt32? = nil) {
+                outputInterface: String? = nil, mark: UInt32? = nil, ipProtocol: UInt8? = nil,
+                sourcePort: UInt16? = nil, destinationPort: UInt16? = nil) {
         self.destination = destination
         self.source = source
         self.inputInterface = inputInterface
         self.outputInterface = outputInterface
         self.mark = mark
+        self.ipProtocol = ipProtocol
+        self.sourcePort = sourcePort
+        self.destinationPort = destinationPort
     }
 
     public var ipArguments: [String] {
@@ -24,6 +32,9 @@ public struct RouteQuery: Sendable, Hashable, CustomStringConvertible {
         if let inputInterface { args += ["iif", inputInterface] }
         if let outputInterface { args += ["oif", outputInterface] }
         if let mark { args += ["mark", hex(mark)] }
+        if let ipProtocol { args += ["ipproto", RuleDetails.protocolName(ipProtocol)] }
+        if let sourcePort { args += ["sport", String(sourcePort)] }
+        if let destinationPort { args += ["dport", String(destinationPort)] }
         return args
     }
 
@@ -85,6 +96,10 @@ extension NetlinkSocket {
             message.append(attribute: UInt16(RTA_OIF.rawValue), s32: try index(of: name, for: operation))
         }
         if let mark = query.mark { message.append(attribute: UInt16(RTA_MARK.rawValue), u32: mark) }
+        if let ipProtocol = query.ipProtocol { message.append(attribute: UInt16(RTA_IP_PROTO.rawValue), u8: ipProtocol) }
+        // Ports in network byte order (nla_get_be16).
+        if let port = query.sourcePort { message.append(attribute: UInt16(RTA_SPORT.rawValue), bytes: [UInt8(port >> 8), UInt8(port & 0xff)]) }
+        if let port = query.destinationPort { message.append(attribute: UInt16(RTA_DPORT.rawValue), bytes: [UInt8(port >> 8), UInt8(port & 0xff)]) }
 
         let replies = try request(message, operation: operation)
         var decision: (RouteDecision, Int32?, Int32?)?

@@ -16,7 +16,10 @@ public struct ProbeError: Error, CustomStringConvertible, Sendable {
 /// that namespace) and read from the caller's event loop through its selectable descriptor.
 public final class PacketCapture {
     public let namespace: NetworkNamespace
+    /// Packets read since the last `take()`.
     public private(set) var packets: [TCPPacket] = []
+    /// Index → name of the namespace's interfaces when the capture started (pcapng's interface blocks use them).
+    public let interfaceNames: [Int32: String]
     public let descriptor: Int32
     /// Headers and a short payload: all that evidence needs.
     public static let snapshotLength = 2048
@@ -29,6 +32,7 @@ public final class PacketCapture {
         do { names = try NetlinkSocket(namespace: namespace).linkNames() } catch {
             throw ProbeError("list interfaces of \(namespace): \(error)")
         }
+        interfaceNames = names
         let opened: Result<OpaquePointer, ProbeError>
         do {
             opened = try namespace.perform { () -> Result<OpaquePointer, ProbeError> in Self.open(filter: filter) }
@@ -91,6 +95,12 @@ public final class PacketCapture {
         }, user) > 0 {}
     }
 
+    /// The packets read since the last call (drain first to read what the kernel holds).
+    public func take() -> [TCPPacket] {
+        defer { packets.removeAll(keepingCapacity: true) }
+        return packets
+    }
+
     /// Packets the kernel dropped because the capture buffer was full (pcap_stats), before `close`.
     public private(set) var dropped: UInt32 = 0
 
@@ -106,26 +116,3 @@ public final class PacketCapture {
     deinit { if !closed { pcap_close(handle) } }
 }
 
-/// Writes packets to a classic pcap file with the LINUX_SLL2 link type (interface index and direction kept), which
-/// `tcpdump -r` and Wireshark read.
-public enum PcapFile {
-    public static func write(_ packets: [TCPPacket], to path: String) throws(ProbeError) {
-        guard let dead = pcap_open_dead(DLT_LINUX_SLL2, Int32(PacketCapture.snapshotLength)) else { throw ProbeError("pcap_open_dead failed") }
-        defer { pcap_close(dead) }
-        guard let dumper = pcap_dump_open(dead, path) else {
-            throw ProbeError("cannot write \(path): \(String(cString: pcap_geterr(dead)))")
-        }
-        for packet in packets.sorted(by: { $0.time < $1.time }) {
-            var header = pcap_pkthdr()
-            let seconds = packet.time.rounded(.down)
-            header.ts.tv_sec = Int(seconds)
-            header.ts.tv_usec = Int(((packet.time - seconds) * 1_000_000).rounded())
-            header.caplen = UInt32(packet.frame.count)
-            header.len = UInt32(packet.originalLength)
-            packet.frame.withUnsafeBufferPointer { bytes in
-                pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), &header, bytes.baseAddress)
-            }
-        }
-        pcap_dump_close(dumper)
-    }
-}

@@ -74,8 +74,8 @@ struct DemoCommand: ParsableCommand {
         let topology = seed.topology
         let node = try NetworkNamespace(named: Topology.namespaceName(lab: name, host: "node"))
         let router = try NetworkNamespace(named: Topology.namespaceName(lab: name, host: "router"))
-        let flows = topology.defaultFlows.map { Flow(source: $0.source, address: $0.address, port: $0.port) }
-        let prober = Prober(lab: name, topology: topology, timeout: 1.5)
+        let flows = try ProbeFlows.resolve(lab: name, topology: topology, topology.defaultFlows)
+        let prober = Prober(timeout: 1.5)
 
         heading("2. The clients connect to the services: nothing comes back")
         var results = try prober.run(flows)
@@ -126,7 +126,7 @@ struct DemoCommand: ParsableCommand {
         }
         results = try prober.run(flows)
         say(ProbeCommand.table(results, trace: false))
-        let client2 = results.first { $0.flow.address == IPAddress("192.168.2.1") }
+        let client2 = results.first { $0.address == IPAddress("192.168.2.1") }
         try check(client2?.verdict == .asymmetric && client2?.connected == false,
                   "svc2 via eth1's table should be asymmetric and fail once the router's rp_filter is strict")
         say("\"from 192.168.2.1 lookup device1\": the reply leaves by eth1, and the router's strict rp_filter drops it.")

@@ -71,7 +71,7 @@ extension DemoCommand {
         _ = try router.apply(policy, strategy: .mark, dryRun: false)
         results = try prober.run(flows)
         say(ProbeCommand.table(results, trace: false))
-        let local = results.filter { $0.flow.port == 8080 }, dnated = results.filter { $0.flow.port != 8080 }
+        let local = results.filter { $0.port == 8080 }, dnated = results.filter { $0.port != 8080 }
         try check(local.allSatisfy(\.ok) && dnated.allSatisfy { !$0.ok }, "mark should fix only the local services")
         say("\nmark (and source) match the reply's source address; a forwarded reply carries the pod's (10.244.0.10)")
         say("until post-routing puts the service address back — after routing. Behind DNAT use ingress (or static).")
@@ -118,8 +118,8 @@ extension DemoCommand {
         say("lab \(name) is up: \(topology.hosts.count) hosts in namespaces rp-\(name)-…, \(up.services) services answering")
         guard let policy = Policy.derived(from: topology, host: "node") else { throw StepFailed(description: "derive the policy") }
         let node = try NetworkNamespace(named: Topology.namespaceName(lab: name, host: "node"))
-        let flows = topology.defaultFlows.map { Flow(source: $0.source, address: $0.address, port: $0.port) }
-        return (topology, policy, node, flows, Prober(lab: name, topology: topology, timeout: 1.5))
+        let flows = try ProbeFlows.resolve(lab: name, topology: topology, topology.defaultFlows)
+        return (topology, policy, node, flows, Prober(timeout: 1.5))
     }
 
     private func takeDown(_ manager: LabManager, step: Int) throws {

@@ -79,7 +79,7 @@ struct DemoAndDocsTests {
 
     @Test func helpAndCompletionsExist() throws {
         for command in [["--help"], ["lab", "--help"], ["probe", "--help"], ["apply", "--help"], ["remove", "--help"],
-                        ["demo", "--help"], ["bench", "datapath", "--help"]] {
+                        ["demo", "--help"], ["bench", "datapath", "--help"], ["doctor", "--help"], ["doctor", "explain", "--help"]] {
             let result = try returnpath(command)
             #expect(result.status == 0)
             #expect(result.output.contains("USAGE"), "\(command)")

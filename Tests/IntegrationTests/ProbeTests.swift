@@ -103,7 +103,7 @@ struct ProbeTests {
         try withLab { lab in
             let node = try ns(lab, "node")
             let textFile = FileManager.default.temporaryDirectory.appendingPathComponent("rp-tcpdump-\(getpid()).txt").path
-            let pcapFile = FileManager.default.temporaryDirectory.appendingPathComponent("rp-probe-\(getpid()).pcap").path
+            let pcapFile = FileManager.default.temporaryDirectory.appendingPathComponent("rp-probe-\(getpid()).pcapng").path
             defer {
                 try? FileManager.default.removeItem(atPath: textFile + ".pcap")
                 try? FileManager.default.removeItem(atPath: pcapFile)
@@ -148,11 +148,102 @@ struct ProbeTests {
             #expect(!ours.isEmpty)
             #expect(tuples(ours.joined(separator: "\n")) == theirs)
 
-            // Our pcap file: tcpdump reads it, with the same packets, directions and LINUX_SLL2.
+            // Our pcapng file: tcpdump reads it inside the namespace, with the same packets, directions and LINUX_SLL2…
             let read = try run(["ip", "netns", "exec", node.name!, "tcpdump", "-r", pcapFile, "-nn"])
             let lines = read.split(separator: "\n")
             #expect(lines.count == ours.count)
             #expect(tuples(read) == tuples(ours.joined(separator: "\n")))
+            // …and tshark, anywhere, names every packet's interface and direction from the file alone.
+            let fields = try run(["tshark", "-r", pcapFile, "-T", "fields", "-e", "frame.interface_name",
+                                  "-e", "frame.packet_flags_direction", "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.srcport"])
+            let theirLines = fields.split(separator: "\n").map { line -> String in
+                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                let direction = f.count > 1 ? (f[1].hasSuffix("1") ? "In" : f[1].hasSuffix("2") ? "Out" : "?") : "?"
+                return f.count > 4 ? "\(f[0]) \(direction) \(f[2]).\(f[4])" : line.description
+            }.sorted()
+            let ourLines = flows.values.flatMap { $0["packets"] as? [[String: Any]] ?? [] }.map { p in
+                "\(p["interface"] ?? "") \(p["direction"] ?? "") \(p["source"] ?? "").\(p["source_port"] ?? "")"
+            }.sorted()
+            #expect(theirLines == ourLines)
+            #expect(Set(theirLines.map { $0.split(separator: " ")[0] }) == ["eth0", "eth1", "eth2"])
+        }
+    }
+
+    /// The verdict is known when the SYN-ACK leaves by the wrong interface: the probe does not wait for the timeout.
+    @Test func asymmetricFlowsAreDecidedWithoutWaitingForTheTimeout() throws {
+        try withLab { lab in
+            let start = Date()
+            let (status, flows, _) = try probe(lab, ["--timeout", "10"])
+            let elapsed = Date().timeIntervalSince(start)
+            #expect(status == 1)
+            #expect(elapsed < 2, "took \(elapsed) s")
+            for flow in flows.values {
+                #expect(flow["verdict"] as? String == "asymmetric")
+                #expect(flow["result"] as? String == "no SYN-ACK")
+                #expect((flow["decided_after"] as? Double ?? 1) < 0.5)
+            }
+        }
+    }
+
+    /// 100 clients of a generated lab (a star around one service host), all at once.
+    @Test func aHundredFlowsOfAGeneratedLab() throws {
+        let file = try writeTemporary(starTopology(clients: 100))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try withLab(file: file) { lab in
+            let start = Date()
+            let (status, flows, raw) = try probe(lab, ["--timeout", "10"])
+            let elapsed = Date().timeIntervalSince(start)
+            #expect(status == 0, "\(raw.errors)")
+            #expect(flows.count == 100)
+            #expect(flows.values.allSatisfy { $0["verdict"] as? String == "symmetric" && $0["reply"] as? String == "core" })
+            #expect(elapsed < 4, "took \(elapsed) s")
+        }
+    }
+
+    /// A passive probe makes no connection: it sees what clients do on their own, with the same verdicts.
+    @Test func passiveProbeSeesTheClientsOwnConnections() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let pcapFile = FileManager.default.temporaryDirectory.appendingPathComponent("rp-passive-\(getpid()).pcapng").path
+            defer { try? FileManager.default.removeItem(atPath: pcapFile) }
+            // The hand-made fix for svc2 only: client2's connections are symmetric, client1's are not.
+            try ip(node, "route", "add", "default", "via", "10.111.222.21", "dev", "eth2", "table", "201")
+            try ip(node, "rule", "add", "pref", "1001", "from", "192.168.2.1", "lookup", "201")
+            let watcher = try BackgroundCommand(returnpathBinary, ["probe", "--passive", "--lab", lab, "--duration", "4",
+                                                                   "--json", "--pcap", pcapFile])
+            try #require(try watcher.waitForError(containing: "listening on"), "\(watcher.errors)")
+            let first = try returnpath("lab", "exec", "--name", lab, "client1", "--", "nc", "-w", "1", "192.168.1.1", "3000")
+            let second = try returnpath("lab", "exec", "--name", lab, "client2", "--", "nc", "-w", "1", "192.168.2.1", "3000")
+            #expect(first.output.isEmpty)
+            #expect(second.output == "svc2\n")
+            let result = watcher.wait()
+            #expect(result.status == 1, "\(result.errors)")
+            let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+            #expect(object?["passive"] as? Bool == true)
+            let seen = object?["flows"] as? [[String: Any]] ?? []
+            let one = try #require(seen.first { $0["service"] as? String == "192.168.1.1:3000" }, "\(result.output)")
+            #expect(one["source"] as? String == "10.111.223.23")
+            #expect(one["ingress"] as? String == "eth1")
+            #expect(one["egress"] as? String == "eth0")
+            #expect(one["verdict"] as? String == "asymmetric")
+            #expect(one["connected"] as? Bool == false)
+            let two = try #require(seen.first { $0["service"] as? String == "192.168.2.1:3000" }, "\(result.output)")
+            #expect(two["ingress"] as? String == "eth2")
+            #expect(two["egress"] as? String == "eth2")
+            #expect(two["verdict"] as? String == "symmetric")
+            #expect(two["connected"] as? Bool == true)
+            // The pcapng names the interfaces.
+            let names = try run(["tshark", "-r", pcapFile, "-T", "fields", "-e", "frame.interface_name"])
+            #expect(Set(names.split(separator: "\n").map(String.init)) == ["eth0", "eth1", "eth2"])
+        }
+    }
+
+    @Test func passiveUsageErrorsExitTwo() throws {
+        #expect(try returnpath("probe", "--passive", "--from", "client1", "--to", "192.168.1.1:3000").status == 2)
+        #expect(try returnpath("probe", "--passive", "--netns", "rp-nosuch-namespace", "--duration", "1").status == 2)
+        #expect(try returnpath("probe", "--netns", "rp-nosuch-namespace").status == 2)
+        try withLab { (lab: String) throws in
+            #expect(try returnpath("probe", "--passive", "--lab", lab, "--interface", "eth9", "--duration", "1").status == 2)
         }
     }
 

@@ -1,0 +1,151 @@
+import Namespace
+import Netlink
+import ReturnRouting
+import SystemPackage
+
+/// Everything doctor reads from one network namespace, once, before it reasons: links, IPv4 addresses, rules (with
+/// every selector), routes of every table, the sysctls that decide reverse-path checks and marks, the nftables
+/// ruleset, and the record of returnpath's last apply. Reading changes nothing.
+public struct NodeState: Sendable {
+    public var namespace: NetworkNamespace
+    public var links: [Link]
+    public var addresses: [InterfaceAddress]
+    /// In the kernel's order: the order a lookup walks them.
+    public var rules: [DetailedRule]
+    public var routes: [Route]
+    public var sysctls: [String: String]
+    public var nftables: NftRuleset
+    public var record: AppliedRecord?
+    /// Why the record could not be read (it exists but does not decode).
+    public var recordProblem: String?
+    /// What could not be read and why the answers may be partial ("this kernel has no nf_tables").
+    public var notes: [String] = []
+
+    public init(namespace: NetworkNamespace, links: [Link], addresses: [InterfaceAddress], rules: [DetailedRule],
+                routes: [Route], sysctls: [String: String], nftables: NftRuleset, record: AppliedRecord? = nil,
+                recordProblem: String? = nil) {
+        self.namespace = namespace
+        self.links = links
+        self.addresses = addresses
+        self.rules = rules
+        self.routes = routes
+        self.sysctls = sysctls
+        self.nftables = nftables
+        self.record = record
+        self.recordProblem = recordProblem
+    }
+
+    /// Reads the namespace.
+    public static func read(_ namespace: NetworkNamespace) throws(DoctorError) -> NodeState {
+        let socket: NetlinkSocket
+        let links: [Link], addresses: [InterfaceAddress], rules: [DetailedRule], routes: [Route]
+        do {
+            socket = try NetlinkSocket(namespace: namespace)
+            links = try socket.links()
+            addresses = try socket.addresses(family: .inet)
+            rules = try socket.detailedRules(family: .inet)
+            routes = try socket.routes(family: .inet)
+        } catch { throw .netlink(error) }
+        var sysctls: [String: String] = [:]
+        for key in ["net.ipv4.ip_forward", "net.ipv4.tcp_fwmark_accept"] {
+            sysctls[key] = try readSysctl(namespace, key)
+        }
+        for name in ["all", "default"] + links.map(\.name) {
+            for setting in Self.interfaceSettings {
+                if let value = try readSysctl(namespace, interfaceKey(name, setting)) { sysctls[interfaceKey(name, setting)] = value }
+            }
+        }
+        var notes: [String] = []
+        let nftables: NftRuleset
+        do {
+            nftables = try NftablesReader.ruleset(in: namespace)
+        } catch {
+            switch error {
+            case .nftablesUnavailable(let why):
+                // No nf_tables in this kernel: no chain can mark a packet. Everything else still holds.
+                nftables = NftRuleset()
+                notes.append("nftables cannot be read (\(why)): no marks from nftables are assumed")
+            case .failed(let failure):
+                throw failure
+            }
+        }
+        var record: AppliedRecord?, problem: String?
+        do { record = try ReturnRouter(namespace: namespace).record() } catch {
+            problem = error.description
+        }
+        var state = NodeState(namespace: namespace, links: links, addresses: addresses, rules: rules, routes: routes,
+                              sysctls: sysctls, nftables: nftables, record: record, recordProblem: problem)
+        state.notes = notes
+        return state
+    }
+
+    static let interfaceSettings = ["rp_filter", "src_valid_mark", "forwarding", "accept_local"]
+
+    /// `net.ipv4.conf.IF.SETTING`, or the slash form for names with dots (eth0.100).
+    static func interfaceKey(_ interface: String, _ setting: String) -> String {
+        interface.contains(".") ? "net/ipv4/conf/\(interface)/\(setting)" : "net.ipv4.conf.\(interface).\(setting)"
+    }
+
+    /// A sysctl's value; nil when the namespace has no such key (an interface without IPv4, or gone meanwhile).
+    private static func readSysctl(_ namespace: NetworkNamespace, _ key: String) throws(DoctorError) -> String? {
+        do { return try namespace.readSysctl(key) } catch {
+            if case .invalidSysctl = error { return nil }
+            throw .namespace(error)
+        }
+    }
+
+    // MARK: questions
+
+    /// The namespace's own addresses (what the kernel routes as local).
+    public var localAddresses: Set<IPAddress> { Set(addresses.map(\.prefix.address)) }
+
+    public func isLocal(_ address: IPAddress) -> Bool {
+        addresses.contains { $0.prefix.address == address }
+            || routes.contains { $0.table == RouteTable.local && $0.type == .local && $0.destination.contains(address) }
+    }
+
+    public func routes(inTable table: UInt32) -> [Route] { routes.filter { $0.table == table } }
+
+    public func hasTable(_ table: UInt32) -> Bool { routes.contains { $0.table == table } }
+
+    /// An interface setting as the kernel applies it: `rp_filter` the maximum of all and the interface's;
+    /// `src_valid_mark` and `accept_local` either of them; `forwarding` the interface's own.
+    public func setting(_ setting: String, on interface: String) -> Int {
+        let own = Int(sysctls[Self.interfaceKey(interface, setting)] ?? "0") ?? 0
+        let all = Int(sysctls[Self.interfaceKey("all", setting)] ?? "0") ?? 0
+        switch setting {
+        case "rp_filter": return max(own, all)
+        case "src_valid_mark", "accept_local": return own != 0 || all != 0 ? 1 : 0
+        default: return own
+        }
+    }
+
+    /// The raw value of one interface's own setting and of `all`.
+    public func settingValues(_ setting: String, on interface: String) -> (own: String, all: String) {
+        (sysctls[Self.interfaceKey(interface, setting)] ?? "?", sysctls[Self.interfaceKey("all", setting)] ?? "?")
+    }
+
+    public var tcpFwmarkAccept: Bool { sysctls["net.ipv4.tcp_fwmark_accept"] == "1" }
+
+    /// The kernel's default rules (local, main, default) and nothing else: no policy routing at all.
+    public var hasCustomRules: Bool {
+        rules.contains { !Self.isKernelDefault($0) }
+    }
+
+    /// One of the three rules the kernel starts with: 0 lookup local, 32766 lookup main, 32767 lookup default.
+    public static func isKernelDefault(_ entry: DetailedRule) -> Bool {
+        let r = entry.rule
+        let defaults: [(UInt32, UInt32)] = [(0, RouteTable.local), (32766, RouteTable.main), (32767, RouteTable.default)]
+        guard let priority = r.priority, entry.details == RuleDetails() else { return false }
+        return r.source == nil && r.destination == nil && r.fwmark == nil && r.inputInterface == nil && r.outputInterface == nil
+            && r.action == .lookup && !r.invert && r.suppressPrefixLength == nil
+            && defaults.contains { $0.0 == priority && $0.1 == r.table }
+    }
+
+    /// The interface that has `address` on a connected subnet (the device of the kernel's connected route).
+    public func interfaceHolding(_ address: IPAddress) -> String? {
+        addresses.first { $0.prefix.address == address }?.interface
+    }
+
+    public func link(_ name: String) -> Link? { links.first { $0.name == name } }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Doctor
+import Foundation
+import Lab
+import Namespace
+import Netlink
+import ReturnRouting
+
+/// Where doctor looks: a lab's host, a named namespace, or the current namespace (a real node). Doctor only reads.
+struct DoctorTarget: ParsableArguments {
+    @Option(name: .long, help: "Look at a lab's host (see --host).")
+    var lab: String?
+
+    @Option(name: .long, help: "With --lab: the host (default node).")
+    var host = "node"
+
+    @Option(name: .long, help: "Look at this named network namespace (ip netns).")
+    var netns: String?
+
+    func validate() throws {
+        if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
+    }
+
+    struct Resolved {
+        var namespace: NetworkNamespace
+        var topology: Topology?
+        /// How fix commands address the node.
+        var ip: [String]
+        var sysctl: [String]
+        var returnpath: [String]
+    }
+
+    func resolve() throws -> Resolved {
+        if let lab {
+            try LabSupport.checkName(lab)
+            let (_, topology) = try LabSupport.topology(of: lab)
+            guard topology.host(host) != nil else {
+                throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
+            }
+            let name = Topology.namespaceName(lab: lab, host: host)
+            return Resolved(namespace: try ProbeFlows.namespace(name, lab: lab), topology: topology, ip: ["ip", "-n", name],
+                            sysctl: ["ip", "netns", "exec", name, "sysctl", "-w"],
+                            returnpath: ["--lab", lab] + (host == "node" ? [] : ["--host", host]))
+        }
+        if let netns {
+            return Resolved(namespace: try ProbeFlows.namespace(netns, lab: nil), topology: nil, ip: ["ip", "-n", netns],
+                            sysctl: ["ip", "netns", "exec", netns, "sysctl", "-w"], returnpath: ["--netns", netns])
+        }
+        return Resolved(namespace: .current, topology: nil, ip: ["ip"], sysctl: ["sysctl", "-w"], returnpath: [])
+    }
+}
+
+/// `returnpath doctor` runs the checks (`doctor check`, the default) or explains a packet (`doctor explain`).
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Explain a node's return paths and find what breaks them (doctor only reads).",
+        subcommands: [DoctorCheck.self, DoctorExplain.self],
+        defaultSubcommand: DoctorCheck.self)
+}
+
+/// `returnpath doctor [check]`: would each service's replies leave by the interface its requests come in on — and
+/// what breaks it.
+struct DoctorCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check a node's return paths: for each service and interface it is announced on, where replies leave, decided by which rule and table; then what breaks them, each finding with the command that fixes it.",
+        discussion: """
+            Checked against -f POLICY, else (with --lab) the policy derived from the lab, else the record of the last \
+            apply (and what the kernel has of it), else the global addresses on lo (interfaces unknown). Doctor only \
+            reads: rules, routes, nftables, sysctls, the record. Exit: 0 when no finding is an error, 1 when one is, \
+            2 for bad input.
+            """)
+
+    @Option(name: .shortAndLong, help: "Policy file (YAML).")
+    var file: String?
+
+    @OptionGroup var target: DoctorTarget
+
+    @Flag(name: .long, help: "JSON for scripts.")
+    var json = false
+
+    func run() throws {
+        let resolved = try target.resolve()
+        var policy: Policy?
+        var source = DoctorRequest.PolicySource.addresses
+        if let file {
+            do { policy = try PolicyFile.load(path: file) } catch { throw fail(error.description, code: 2) }
+            source = .file(file)
+        } else if let topology = resolved.topology, let lab = target.lab {
+            policy = Policy.derived(from: topology, host: target.host)
+            if policy != nil { source = .lab(lab) }
+        }
+        let state: NodeState
+        do { state = try NodeState.read(resolved.namespace) } catch { throw fail(error.description, code: error.exitCode) }
+        if policy == nil, let record = state.record, !record.slots.isEmpty { source = .record }
+        var ports: [IPAddress: UInt16] = [:]
+        for service in resolved.topology?.host(target.host)?.services ?? [] where ports[service.address] == nil {
+            ports[service.address] = service.port
+        }
+        let request = DoctorRequest(policy: policy, source: source, ip: resolved.ip, sysctl: resolved.sysctl,
+                                    returnpathTarget: resolved.returnpath, isHostNamespace: resolved.namespace.name == nil,
+                                    servicePorts: ports)
+        let report: DoctorReport
+        do { report = try Doctor(state: state, request: request).run() } catch { throw fail(error.description, code: error.exitCode) }
+        if json {
+            do { print(try DoctorOutput(report).json()) } catch { throw fail(error.description, code: 1) }
+        } else {
+            print(DoctorText.render(report))
+        }
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+}
