@@ -140,7 +140,7 @@ public final class ReturnRouter {
         try send("delete rules") { () throws(NetlinkError) in try socket.deleteRules(staleRules).map { $0?.isGone == true ? nil : $0 } }
         if nft.deleteTable { try runNft("delete table \(NftTable.qualifiedName)") }
         try send("delete routes") { () throws(NetlinkError) in try socket.deleteRoutes(staleRoutes).map { $0?.isGone == true ? nil : $0 } }
-        for (key, original) in restores { try writeSysctl(key, original) }
+        for (key, original) in restores { try restoreSysctl(key, original) }
 
         record.retiring = []
         record.strategy = strategy
@@ -203,7 +203,7 @@ public final class ReturnRouter {
         if current.nft != nil { try runNft("delete table \(table)") }
         try send("delete routes") { () throws(NetlinkError) in try socket.deleteRoutes(routes).map { $0?.isGone == true ? nil : $0 } }
         // The record goes last: until then it still names every original value.
-        for (key, original) in restores { try writeSysctl(key, original) }
+        for (key, original) in restores { try restoreSysctl(key, original) }
         if record != nil {
             try store.delete()
             Failpoint.step("delete record")
@@ -221,6 +221,16 @@ public final class ReturnRouter {
 
     private func ipCommand(_ family: AddressFamily, _ object: String, _ verb: String, _ arguments: [String]) -> String {
         (ipPrefix + (family == .inet6 ? ["-6"] : []) + [object, verb] + arguments).joined(separator: " ")
+    }
+
+    /// Puts back an original value. A sysctl that no longer exists (its interface was deleted) has nothing to put
+    /// back: the interface comes back with the kernel's defaults.
+    private func restoreSysctl(_ key: String, _ value: String) throws(ApplyError) {
+        do {
+            try writeSysctl(key, value)
+        } catch .namespace(.invalidSysctl(_, let reason)) where reason.hasPrefix("no such sysctl") {
+            return
+        }
     }
 
     private func writeSysctl(_ key: String, _ value: String) throws(ApplyError) {

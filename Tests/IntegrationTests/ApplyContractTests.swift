@@ -275,3 +275,25 @@ struct ServicesFromTests {
         }
     }
 }
+
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct DeletedInterfaceTests {
+    /// An interface of the last policy was deleted: its src_valid_mark cannot be put back (it went with the
+    /// interface); apply and remove go on, and the record forgets it.
+    @Test func aDeletedInterfaceDoesNotStopApplyOrRemove() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let path = try writeTemporary(seedPolicy(strategy: "mark"))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            #expect(try applyJSON(["--lab", lab, "-f", path]).status == 0)
+            try ip(node, "link", "del", "eth2")
+            try seedPolicy(strategy: "mark", interfaces: ["eth1"]).write(toFile: path, atomically: true, encoding: .utf8)
+            let applied = try applyJSON(["--lab", lab, "-f", path])
+            #expect(applied.status == 0, "\(applied.raw.errors)")
+            let record = try String(contentsOfFile: "/run/returnpath/applied/\(try ReturnRouter(namespace: node).key).json", encoding: .utf8)
+            #expect(!record.contains("eth2"), "\(record)")
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+            #expect(try node.readSysctl("net.ipv4.conf.eth1.src_valid_mark") == "0")
+        }
+    }
+}
