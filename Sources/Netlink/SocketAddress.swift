@@ -35,6 +35,23 @@ public struct SocketAddress: Sendable {
     /// AF_INET or AF_INET6: the domain of a socket for this address.
     public var domain: Int32 { address.family == .inet6 ? AF_INET6 : AF_INET }
 
+    /// The socket's own address and port (getsockname), nil before it has a port.
+    public static func local(of fd: Int32) -> (IPAddress, UInt16)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        return withUnsafeBytes(of: storage) { raw -> (IPAddress, UInt16)? in
+            let family = raw.loadUnaligned(as: sa_family_t.self)
+            let port = UInt16(raw[2]) << 8 | UInt16(raw[3])
+            if Int32(family) == AF_INET, let address = IPAddress(bytes: raw[4..<8]), port != 0 { return (address, port) }
+            if Int32(family) == AF_INET6, let address = IPAddress(bytes: raw[8..<24]), port != 0 { return (address, port) }
+            return nil
+        }
+    }
+
     /// Calls `body` with the sockaddr and its length (for bind, connect, sendto).
     public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> T) rethrows -> T {
         try withUnsafePointer(to: storage) { pointer in

@@ -157,9 +157,9 @@ public struct Prober {
             throw ProbeError("socket in \(ns): \(error)")
         }
         attempt.started = monotonicSeconds()
-        let rc = SocketAddresses.with(attempt.flow.address, attempt.flow.port) { connect(attempt.fd, $0, $1) }
+        let rc = withSocketAddress(attempt.flow.address, attempt.flow.port) { connect(attempt.fd, $0, $1) }
         let error = Errno(rawValue: errno)
-        attempt.local = SocketAddresses.local(attempt.fd)
+        attempt.local = SocketAddress.local(of: attempt.fd)
         if rc == 0 {
             attempt.state = .reading
         } else if error != .nowInProgress {
@@ -176,7 +176,7 @@ public struct Prober {
             getsockopt(attempt.fd, SOL_SOCKET, SO_ERROR, &soError, &length)
             if soError == 0 {
                 attempt.state = .reading
-                if attempt.local == nil { attempt.local = SocketAddresses.local(attempt.fd) }
+                if attempt.local == nil { attempt.local = SocketAddress.local(of: attempt.fd) }
             } else {
                 let error = Errno(rawValue: soError)
                 attempt.outcome = error == .connectionRefused ? .refused : .failed(error)
@@ -208,47 +208,6 @@ public struct Prober {
     }
 }
 
-/// Socket addresses for the probe's own sockets.
-enum SocketAddresses {
-    /// A TCP socket address for an IP address and port.
-    static func with<T>(_ address: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        switch address {
-        case .v4(let value):
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = port.bigEndian
-            sin.sin_addr.s_addr = value.bigEndian
-            return withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        case .v6:
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: address.bytes) }
-            return withUnsafePointer(to: &sin6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
-    }
-
-    /// The socket's own address and port (getsockname), nil before it has a port.
-    static func local(_ fd: Int32) -> (IPAddress, UInt16)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { return nil }
-        return withUnsafeBytes(of: storage) { raw -> (IPAddress, UInt16)? in
-            let family = raw.loadUnaligned(as: sa_family_t.self)
-            let port = UInt16(raw[2]) << 8 | UInt16(raw[3])
-            if Int32(family) == AF_INET, let address = IPAddress(bytes: raw[4..<8]), port != 0 { return (address, port) }
-            if Int32(family) == AF_INET6, let address = IPAddress(bytes: raw[8..<24]), port != 0 { return (address, port) }
-            return nil
-        }
-    }
-}
 
 /// Seconds on the monotonic clock.
 func monotonicSeconds() -> Double {
