@@ -30,9 +30,9 @@ struct Markers {
     let star: Unicode.Scalar
     let question: Unicode.Scalar
 
-    /// Two characters that `text` does not contain, or nil when the text has neither "*" nor "?". Private-use
-    /// characters first; then any other character that can start a plain scalar, so a text (at most 1 MiB, so at
-    /// most ~350,000 distinct characters) cannot use them all.
+    /// Two characters that `text` does not contain, or nil when the text has neither "*" nor "?" — or uses every
+    /// candidate (then the document is refused: "too many distinct characters"). Private-use characters first; then
+    /// any other character that can start a plain scalar.
     init?(for text: String) {
         var needed = false
         var used = Set<UInt32>()

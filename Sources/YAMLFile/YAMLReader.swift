@@ -48,8 +48,9 @@ public struct YAMLReader: Sendable {
 
     public init(file: String) { self.file = file }
 
-    /// Documents larger than this are refused before parsing (topologies and policies are a few KiB).
-    public static let maximumBytes = 1 << 20
+    /// Documents larger than this are refused before parsing (topologies and policies are a few KiB; a policy that
+    /// lists 100,000 services is about 2 MiB).
+    public static let maximumBytes = 32 << 20
     static var maximumSize: String { maximumBytes % (1 << 20) == 0 ? "\(maximumBytes >> 20) MiB" : "\(maximumBytes >> 10) KiB" }
     /// Lists and mappings nested deeper than this are refused (the files nest 7 levels).
     public static let maximumDepth = 64

@@ -209,8 +209,8 @@ struct ReaderRobustnessTests {
             try YAMLReader.read(latin1)
         }
         let big = write("big.yaml", Array(repeating: UInt8(ascii: "#"), count: YAMLReader.maximumBytes + 1))
-        #expect(throws: FileError(file: big, line: nil, message: "the file is larger than 1 MiB")) { try YAMLReader.read(big) }
-        #expect(throws: FileError(file: "/dev/zero", line: nil, message: "the file is larger than 1 MiB")) {
+        #expect(throws: FileError(file: big, line: nil, message: "the file is larger than 32 MiB")) { try YAMLReader.read(big) }
+        #expect(throws: FileError(file: "/dev/zero", line: nil, message: "the file is larger than 32 MiB")) {
             try YAMLReader.read("/dev/zero")
         }
         #expect(throws: FileError(file: directory.path, line: nil, message: "cannot read the file: Is a directory")) {
