@@ -161,7 +161,12 @@ public struct DatapathBenchmark: Sendable {
                 _ = try returnRouter.remove(dryRun: false)
             } catch { throw .apply(error) }
             row.coldBaseline = try baselineApply(Planner.plan(policy, strategy: strategy), node)
-            do { _ = try returnRouter.remove(dryRun: false) } catch { throw .apply(error) }
+            // The baseline's objects sit in this policy's band with returnpath's protocol: an apply adopts them (it
+            // finds nothing to change) and records the band, so that remove takes them away.
+            do {
+                _ = try returnRouter.apply(policy, strategy: strategy, dryRun: false)
+                _ = try returnRouter.remove(dryRun: false)
+            } catch { throw .apply(error) }
             rows.append(row)
         }
         return Result(services: services, seconds: seconds, rounds: rounds, baseline: baseline, rows: rows)
