@@ -102,7 +102,7 @@ public final class AgentCore: @unchecked Sendable {
         } else {
             throw .policy("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)")
         }
-        strategy = configuration.strategy ?? policy.strategy ?? .source
+        strategy = configuration.strategy ?? policy.strategy ?? policy.defaultStrategy.strategy
         metrics.setPolicyValid(true)
         do throws(ApplyError) {
             router = try ReturnRouter(namespace: configuration.namespace)
@@ -359,7 +359,7 @@ public final class AgentCore: @unchecked Sendable {
             metrics.setPolicyValid(false)
             return .invalid
         }
-        let chosen = configuration.strategy ?? candidate.strategy ?? .source
+        let chosen = configuration.strategy ?? candidate.strategy ?? candidate.defaultStrategy.strategy
         if candidate == policy && chosen == strategy {
             metrics.setPolicyValid(true)
             return text == previousText ? .unchanged : .changed
@@ -496,8 +496,9 @@ public final class AgentCore: @unchecked Sendable {
         if let counts = try? router.ownedObjectCounts(applied.ownership) {
             for (kind, count) in counts { metrics.setOwned(kind, count) }
         }
-        let sysctls = (strategy == .mark || strategy == .ingress) ? applied.interfaces.count : 0
-        metrics.setOwned(.sysctl, sysctls)
+        // The sysctls the plan sets (src_valid_mark per IPv4 interface; socket tracking's two or three more).
+        let slots = Dictionary(uniqueKeysWithValues: applied.interfaces.enumerated().map { ($1.name, $0 + 1) })
+        metrics.setOwned(.sysctl, Planner.plan(applied, strategy: strategy, slots: slots).sysctls.count)
     }
 
     /// "+ route …; - rule …" (at most 20, then how many more).

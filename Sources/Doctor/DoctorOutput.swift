@@ -66,6 +66,16 @@ public struct DoctorOutput: Encodable, Sendable {
         var answer: String
         var agrees: Bool?
         var differences: [String]
+
+        /// Absent values are `null`, as the docs say (the synthesized encoding would leave `agrees` out).
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(command, forKey: .command)
+            try c.encode(answer, forKey: .answer)
+            try c.encode(agrees, forKey: .agrees)
+            try c.encode(differences, forKey: .differences)
+        }
+        enum CodingKeys: String, CodingKey { case command, answer, agrees, differences }
     }
 
     struct Check: Encodable {

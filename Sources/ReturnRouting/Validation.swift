@@ -49,8 +49,8 @@ extension ReturnRouter {
             // An exempt prefix that covers the gateway or the clients would send their replies to main: the very
             // asymmetry the policy is for (Kubernetes' default service CIDR 10.96.0.0/12 covers 10.96–10.111.x.x).
             for exempt in policy.exempt {
-                if exempt.contains(entry.gateway) {
-                    throw .invalid("\(at)exempt prefix \(exempt.cidr) covers \(entry.gateway), the gateway of \(entry.name): replies would keep using the main table")
+                if let gateway = entry.families.compactMap(entry.gateway(for:)).first(where: exempt.contains) {
+                    throw .invalid("\(at)exempt prefix \(exempt.cidr) covers \(gateway), the gateway of \(entry.name): replies would keep using the main table")
                 }
                 if let client = entry.clients.first(where: { exempt.contains($0) || $0.contains(exempt) }) {
                     throw .invalid("\(at)exempt prefix \(exempt.cidr) overlaps client prefix \(client.cidr) of \(entry.name): replies would keep using the main table")

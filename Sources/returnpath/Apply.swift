@@ -118,7 +118,7 @@ enum ReportPrinter {
                 "added": report.added, "removed": report.removed, "unchanged": report.unchanged, "dry_run": dryRun,
                 "changes": report.changes.map { ["action": $0.action.rawValue, "kind": $0.kind.rawValue, "object": $0.object, "command": $0.command] },
             ]
-            if !report.notes.isEmpty { object["notes"] = report.notes }
+            object["notes"] = report.notes
             for (key, value) in extra { object[key] = value }
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
             Swift.print(String(decoding: data, as: UTF8.self))
