@@ -48,7 +48,8 @@ public final class LabManager: Sendable {
     public func up(_ topology: Topology, name: String, source: String, text: String) throws(LabError) -> UpReport {
         try store.locked(name) { () throws(LabError) -> UpReport in
             var run = LabBuild(lab: name, topology: topology, manager: self)
-            var state = store.load(name) ?? LabState(name: name, namespaces: [], servicePID: nil, services: [],
+            // up rewrites the state; one that does not decode is replaced (the namespaces are found by their markers).
+            var state = (try? store.load(name)) ?? LabState(name: name, namespaces: [], servicePID: nil, services: [],
                                                      source: source, topology: text, complete: false)
             state.source = source
             state.topology = text

@@ -75,9 +75,14 @@ public struct LabStore: Sendable {
 
     func path(_ name: String) -> String { "\(directory)/\(name).json" }
 
-    public func load(_ name: String) -> LabState? {
+    /// The lab's state, nil when it has no state file. A file that does not decode is an error naming it (it is
+    /// not "no such lab": the lab's namespaces may well exist).
+    public func load(_ name: String) throws(LabError) -> LabState? {
         guard let data = FileManager.default.contents(atPath: path(name)) else { return nil }
-        return try? JSONDecoder().decode(LabState.self, from: data)
+        do { return try JSONDecoder().decode(LabState.self, from: data) } catch {
+            throw LabError(lab: name, step: "read state \(path(name))", host: nil,
+                           reason: "it does not decode (\(error)); `returnpath lab down --name \(name)` removes the lab by its markers")
+        }
     }
 
     /// Writes atomically (temporary file, then rename): a kill never leaves half a state file.

@@ -16,7 +16,8 @@ extension LabManager {
     /// `beforeDeleting` sees each of the lab's namespaces just before it goes (to drop records kept about it).
     public func down(name: String, beforeDeleting: (NetworkNamespace) -> Void = { _ in }) throws(LabError) -> DownReport {
         try store.locked(name) { () throws(LabError) -> DownReport in
-            let state = store.load(name)
+            // A state file that does not decode still leaves the markers: down works from those.
+            let state = try? store.load(name)
             var candidates = state?.namespaces ?? []
             for ns in NetworkNamespace.list() where ns.hasPrefix("rp-\(name)-") && !candidates.contains(ns) {
                 candidates.append(ns)

@@ -24,7 +24,9 @@ enum LabSupport {
 
     /// The topology of a running lab, from its state (no file needed).
     static func topology(of lab: String) throws -> (LabState, Topology) {
-        guard let state = LabStore().load(lab) else {
+        let loaded: LabState?
+        do { loaded = try LabStore().load(lab) } catch { throw fail(error.description, code: 1) }
+        guard let state = loaded else {
             throw fail("lab \(lab) does not exist (see returnpath lab status)", code: 2)
         }
         do {

@@ -10,7 +10,9 @@ struct LabServe: ParsableCommand {
     @Option(name: .long) var name: String
 
     func run() throws {
-        guard let state = LabStore().load(name) else { throw fail("lab \(name) has no state", code: 1) }
+        let loaded: LabState?
+        do { loaded = try LabStore().load(name) } catch { throw fail(error.description, code: 1) }
+        guard let state = loaded else { throw fail("lab \(name) has no state", code: 1) }
         ServiceServer.run(state.services, readyFD: 3)
     }
 }

@@ -179,7 +179,7 @@ struct LabIntegrationTests {
                 break
             }
             #expect(up.status == SIGKILL, "step \(step) did not die by the failpoint: \(up.errors)")
-            let state = LabStore().load(lab)
+            let state = try LabStore().load(lab)
             #expect(state != nil && state?.complete == false, "step \(step): no state of an incomplete lab was left")
             sawNamespaces = sawNamespaces || !namespaces(of: lab).isEmpty
             sawServiceProcess = sawServiceProcess || !servePIDs(lab).isEmpty
@@ -320,5 +320,23 @@ struct LabIntegrationTests {
         }
         #expect(try returnpath("lab", "status", "--name", "nosuchlab").status == 2)
         #expect(try returnpath("lab", "graph", "--format", "svg").status == 2)
+    }
+}
+
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct LabStateTests {
+    /// A state file that does not decode is an error naming it (not "no such lab"); lab down still removes the lab
+    /// by its markers.
+    @Test func anUnreadableStateIsAnErrorAndDownStillWorks() throws {
+        let lab = uniqueLabName()
+        defer { _ = try? returnpath("lab", "down", "--name", lab) }
+        #expect(try returnpath("lab", "up", "-q", "--name", lab).status == 0)
+        let path = "\(LabStore.defaultDirectory)/\(lab).json"
+        try Data("{\"name\": 7".utf8).write(to: URL(fileURLWithPath: path))
+        let status = try returnpath("lab", "status", "--name", lab)
+        #expect(status.status == 1, "\(status.errors)")
+        #expect(status.errors.contains(path) && status.errors.contains("does not decode"), "\(status.errors)")
+        #expect(try returnpath("lab", "down", "--name", lab).status == 0)
+        #expect(namespaces(of: lab).isEmpty)
     }
 }
