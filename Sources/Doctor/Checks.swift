@@ -607,7 +607,7 @@ public struct Doctor: Sendable {
                 fix = ipCommand(["route", "replace", "default", "via", gateway.description, "dev", interface, "table", String(table)], family: family)
             }
             let severity: Finding.Severity = empty || ours ? .error : .warning
-            let what = empty ? "is empty (\(v6.isEmpty ? "IPv4" : "IPv6") routes)" : "has no \(v6)default route (only \(routes.map { $0.destination.description }.joined(separator: ", ")))"
+            let what = empty ? (v6.isEmpty ? "is empty" : "has no IPv6 routes") : "has no \(v6)default route (only \(routes.map { $0.destination.description }.joined(separator: ", ")))"
             findings.append(Finding(id: FindingID.tableWithoutDefault, severity: severity,
                                     message: "\(v6)\(rules.count == 1 ? "rule" : "rules") \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")) \(rules.count == 1 ? "looks" : "look") up table \(RouteTable.name(table)), which \(what): \(rules.count == 1 ? "its" : "their") lookups fall through to the next rules (main). A link that goes down loses its routes in every table, and coming back up restores only the connected ones: whoever made this table must add its routes again",
                                     objects: rules.map { "\(v6)rule \($0)" } + ["\(v6)table \(RouteTable.name(table)): \(routes.isEmpty ? "no routes" : routes.map(\.description).joined(separator: "; "))"],

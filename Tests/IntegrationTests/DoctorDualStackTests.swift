@@ -105,6 +105,36 @@ struct DoctorDualStackTests {
         }
     }
 
+    /// Routers announce themselves by link-local addresses: a gateway6 of fe80::21, scoped to each interface.
+    @Test func aLinkLocalGateway() throws {
+        try withLab(file: Self.file) { lab in
+            let router = try ns(lab, "router")
+            try ip(router, "address", "add", "fe80::21/64", "dev", "eth1")
+            try ip(router, "address", "add", "fe80::21/64", "dev", "eth2")
+            let path = try writeTemporary("""
+                apiVersion: returnpath.dev/v1alpha1
+                kind: ReturnTrafficPolicy
+                spec:
+                  strategy: mark
+                  interfaces:
+                    - {name: eth1, gateway: 10.111.221.21, gateway6: "fe80::21", services: [192.168.1.1, "fd00:1::1"], clients: [10.111.223.0/24, "fd00:223::/64"]}
+                    - {name: eth2, gateway: 10.111.222.21, gateway6: "fe80::21", services: [192.168.2.1, "fd00:2::1"], clients: [10.111.224.0/24, "fd00:224::/64"]}
+                """)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let before = try doctor(lab, ["-f", path])
+            #expect(before.status == 1)
+            #expect(checks(before.object)["fd00:2::1@eth2"]?["verdict"] as? String == "asymmetric", "\(before.raw.output)")
+            #expect(try returnpath("apply", "--lab", lab, "-f", path).status == 0)
+            try expectClean(lab, extra: ["-f", path])
+            let rows = checks(try doctor(lab, ["-f", path]).object)
+            for (key, egress) in [("fd00:1::1@eth1", "eth1"), ("fd00:2::1@eth2", "eth2")] {
+                #expect(rows[key]?["egress"] as? String == egress, "\(key): \(rows[key] ?? [:])")
+                #expect(rows[key]?["gateway"] as? String == "fe80::21")
+                #expect((rows[key]?["kernel"] as? [String: Any])?["agrees"] as? Bool == true)
+            }
+        }
+    }
+
     /// A duplicated IPv6 rule is found in `ip -6 rule`, and its fix deletes it with `ip -6`.
     @Test func aDuplicateIPv6Rule() throws {
         try withLab(file: Self.file) { lab in
