@@ -105,6 +105,26 @@ struct DoctorDualStackTests {
         }
     }
 
+    /// Without keep_addr_on_down a link flap also takes eth1's global IPv6 address: the policy's gateway6 is off-link.
+    @Test func aLinkFlapTakesTheIPv6Address() throws {
+        try withLab(file: Self.file) { lab in
+            let node = try ns(lab, "node")
+            #expect(try returnpath("apply", "--lab", lab, "--strategy", "mark").status == 0)
+            try ip(node, "link", "set", "eth1", "down")
+            try ip(node, "link", "set", "eth1", "up")
+            let (status, object, raw) = try doctor(lab)
+            #expect(status == 1)
+            let offLink = findings(object, FindingID.gatewayOffLink)
+            #expect(offLink.count == 1, "\(raw.output)")
+            #expect((offLink.first?["message"] as? String)?.contains("the policy's IPv6 gateway fd00:221::21 of eth1") == true, "\(raw.output)")
+            #expect(findings(object, FindingID.tableWithoutDefault).count == 2)
+            // The address back, then apply: both families clean.
+            try ip(node, "-6", "address", "add", "fd00:221::11/64", "dev", "eth1", "nodad")
+            #expect(try returnpath("apply", "--lab", lab, "--strategy", "mark").status == 0)
+            try expectClean(lab)
+        }
+    }
+
     /// Routers announce themselves by link-local addresses: a gateway6 of fe80::21, scoped to each interface.
     @Test func aLinkLocalGateway() throws {
         try withLab(file: Self.file) { lab in
