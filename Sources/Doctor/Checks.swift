@@ -105,6 +105,10 @@ public struct Doctor: Sendable {
 
     /// A client address for replies when no client prefix is known (TEST-NET-3, RFC 5737).
     static let genericClient = IPAddress.v4(0xcb00_710a)   // 203.0.113.10
+    /// The same for IPv6 (the documentation prefix, RFC 3849): 2001:db8::10.
+    static let genericClient6 = IPAddress.v6(0x2001_0db8_0000_0000, 0x10)
+
+    static func genericClient(for family: AddressFamily) -> IPAddress { family == .inet6 ? genericClient6 : genericClient }
     static let clientPort: UInt16 = 40000
 
     public init(state: NodeState, request: DoctorRequest) {
@@ -134,7 +138,7 @@ public struct Doctor: Sendable {
                 var address: IPAddress?, port: UInt16?
                 for statement in rule.statements {
                     guard case .match("==", let left, let right) = statement else { continue }
-                    if case .payload("ip", "daddr") = left, case .string(let text) = right { address = IPAddress(text) }
+                    if case .payload(let family, "daddr") = left, family == "ip" || family == "ip6", case .string(let text) = right { address = IPAddress(text) }
                     if case .payload(let proto, "dport") = left, proto == "tcp" || proto == "th", case .number(let n) = right {
                         port = UInt16(exactly: n)
                     }
@@ -171,11 +175,20 @@ public struct Doctor: Sendable {
         for announcement in announcements {
             checks.append(check(announcement, socket: socket))
         }
+        if announcements.contains(where: { $0.service.family == .inet6 }) {
+            // IPv6 has no rp_filter: an nftables fib rule is its reverse-path check.
+            if let rule = state.ipv6ReversePathRule {
+                notes.append("IPv6 reverse-path check: nft \(rule.family) \(rule.table) \(rule.chain) handle \(rule.handle) (\(rule.text)) drops IPv6 requests whose source has no route back by the interface they came in on (IPv6 has no rp_filter sysctl; this is its equivalent)")
+            } else {
+                notes.append("IPv6 has no rp_filter, and no nftables rule (fib saddr . iif oif missing drop) checks IPv6 sources: IPv6 requests are not reverse-path checked here")
+            }
+        }
         var findings: [Finding] = []
         let validMark = srcValidMarkFindings(announcements, checks: checks)
         findings += validMark.findings
         findings += rowFindings(checks, announcements, explained: validMark.interfaces)
         findings += gatewayFindings()
+        findings += offLinkGatewayFindings()
         findings += ruleInterfaceFindings(announcements)
         findings += tableFindings(announcements)
         findings += duplicateFindings()
@@ -219,7 +232,10 @@ public struct Doctor: Sendable {
                     notes.append("\(entry.name) lists no services: checking the addresses on lo (\(lo.map(\.description).joined(separator: ", ")))")
                 }
                 for service in services {
-                    result.append(Announcement(service: service, interface: entry.name, gateway: entry.gateway, clients: entry.clients))
+                    // Each family has its gateway and clients: an IPv6 service replies to IPv6 clients via gateway6.
+                    let clients = entry.clients.filter { $0.family == service.family }
+                    result.append(Announcement(service: service, interface: entry.name, gateway: entry.gateway(for: service.family),
+                                               clients: clients))
                 }
             }
             return (result, nil)
@@ -229,8 +245,10 @@ public struct Doctor: Sendable {
             var result: [Announcement] = []
             for entry in implied.interfaces {
                 for service in entry.services.isEmpty ? lo : entry.services {
+                    let gateway = entry.gateway(for: service.family)
                     result.append(Announcement(service: service, interface: entry.name,
-                                               gateway: entry.gateway == .v4(0) ? nil : entry.gateway, clients: entry.clients))
+                                               gateway: gateway == .v4(0) ? nil : gateway,
+                                               clients: entry.clients.filter { $0.family == service.family }))
                 }
             }
             return (result, implied)
@@ -247,11 +265,12 @@ public struct Doctor: Sendable {
         var interfaces: [Policy.Interface] = []
         for (name, slot) in record.slots.sorted(by: { $0.value < $1.value }) {
             let table = own.tableBase + UInt32(slot)
-            let gateway = state.routes(inTable: table).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
+            let gateway = state.routes(inTable: table, family: .inet).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
+            let gateway6 = state.routes(inTable: table, family: .inet6).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
             var services: [IPPrefix] = []
             switch record.strategy {
             case .mark?:
-                for set in ["svc_\(slot)", "svcnet_\(slot)"] {
+                for set in ["svc_\(slot)", "svcnet_\(slot)", "svc6_\(slot)", "svcnet6_\(slot)"] {
                     if let collection = state.nftables.collection(family: "inet", table: "returnpath", name: set) {
                         services += collection.elements.compactMap { element -> IPPrefix? in
                             switch element {
@@ -271,8 +290,15 @@ public struct Doctor: Sendable {
             let clients = record.strategy == .static
                 ? state.routes(inTable: own.tableBase).filter { $0.device == name && $0.proto == own.routeProtocol }.map(\.destination)
                 : []
-            if gateway == nil { notes.append("table \(table) of \(name) has no default route: its gateway is unknown") }
-            interfaces.append(Policy.Interface(name: name, gateway: gateway ?? .v4(0), services: services, clients: clients))
+            // An interface with IPv6 services (or an IPv6 default route in its table) has a gateway6; without a
+            // default route its gateway is unknown (0.0.0.0 / ::), as for IPv4.
+            let hasV6 = gateway6 != nil || services.contains { $0.family == .inet6 }
+            let hasV4 = gateway != nil || services.contains { $0.family == .inet } || !hasV6
+            if hasV4 && gateway == nil { notes.append("table \(table) of \(name) has no default route: its gateway is unknown") }
+            if hasV6 && gateway6 == nil { notes.append("table \(table) of \(name) has no IPv6 default route: its gateway6 is unknown") }
+            let first: IPAddress = hasV4 ? (gateway ?? .v4(0)) : (gateway6 ?? .v6(0, 0))
+            interfaces.append(Policy.Interface(name: name, gateway: first, gateway6: hasV4 && hasV6 ? (gateway6 ?? .v6(0, 0)) : nil,
+                                               services: services, clients: clients))
         }
         notes.append("no policy given: checking the interfaces of the last apply (\(interfaces.map(\.name).joined(separator: ", ")), strategy \(record.strategy?.rawValue ?? "unknown")) and the services returnpath's objects name")
         var policy = Policy(name: "recorded", strategy: record.strategy, interfaces: interfaces)
@@ -283,6 +309,7 @@ public struct Doctor: Sendable {
     static func representative(_ prefix: IPPrefix) -> IPAddress {
         if prefix.isHost { return prefix.address }
         if case .v4(let v) = prefix.network.address { return .v4(v + 1) }
+        if case .v6(let high, let low) = prefix.network.address { return .v6(high, low + 1) }
         return prefix.address
     }
 
@@ -290,7 +317,7 @@ public struct Doctor: Sendable {
     func check(_ a: Announcement, socket: NetlinkSocket) -> ReplyCheck {
         let address = Self.representative(a.service)
         let clientPrefix = a.clients.first
-        let client = clientPrefix.map(Self.representative) ?? Self.genericClient
+        let client = clientPrefix.map(Self.representative) ?? Self.genericClient(for: address.family)
         let port = a.port ?? request.servicePorts[address]
         var requestTrace: NftTrace?, requestResult: PathResult?, reverse: ReversePathCheck?, requestKernel: KernelAnswer?
         var requestMark: UInt32 = 0, ctMark: UInt32 = 0
@@ -381,7 +408,9 @@ public struct Doctor: Sendable {
 
     // MARK: fix commands
 
-    func ipCommand(_ words: [String]) -> String { (request.ip + words).joined(separator: " ") }
+    func ipCommand(_ words: [String], family: AddressFamily = .inet) -> String {
+        (request.ip + (family == .inet6 ? ["-6"] : []) + words).joined(separator: " ")
+    }
     func sysctlCommand(_ key: String, _ value: String) -> String { (request.sysctl + ["\(key)=\(value)"]).joined(separator: " ") }
 
     /// `returnpath apply` for this target: its policy file, and the strategy in force when there is one.
@@ -438,7 +467,7 @@ public struct Doctor: Sendable {
                 } ?? ""
                 var fix = applyCommand()
                 if let rule = row.rule, !isOurs(rule), !isKernelDefault(rule) {
-                    fix = ipCommand(["rule", "del"] + ruleArguments(rule)) + " && " + fix
+                    fix = ipCommand(["rule", "del"] + ruleArguments(rule), family: rule.rule.family) + " && " + fix
                 }
                 findings.append(Finding(id: FindingID.replyAsymmetric, severity: .error,
                                         message: "replies from \(from) to \(behind) leave by \(row.replyResult.device ?? "?")"
@@ -480,23 +509,52 @@ public struct Doctor: Sendable {
         var findings: [Finding] = []
         for route in state.routes where route.table != RouteTable.local {
             guard let gateway = route.gateway, state.isLocal(gateway) else { continue }
-            let right = request.policy?.interfaces.first { $0.name == route.device && !state.isLocal($0.gateway) }?.gateway
+            let right = request.policy?.interfaces.first { $0.name == route.device }?.gateway(for: route.family).flatMap { state.isLocal($0) ? nil : $0 }
             var replacement = route
             replacement.gateway = right
-            let fix = right.map { _ in ipCommand(["route", "replace"] + replacement.ipArguments.filter { $0 != "proto" && $0 != route.proto.description }) }
-                ?? ipCommand(["route", "del"] + route.ipArguments)
+            let fix = right.map { _ in ipCommand(["route", "replace"] + replacement.ipArguments.filter { $0 != "proto" && $0 != route.proto.description }, family: route.family) }
+                ?? ipCommand(["route", "del"] + route.ipArguments, family: route.family)
             findings.append(Finding(id: FindingID.gatewayIsLocal, severity: .error,
                                     message: "the route \(route.description) has this node's own address \(gateway) as its gateway (the POC's typo): packets sent by it go nowhere — the gateway is the router at the other end of \(route.device ?? "the link")",
                                     objects: ["route \(route.description)", "address \(gateway) dev \(state.interfaceHolding(gateway) ?? "?")"],
                                     fix: fix, hint: right == nil ? "replace it with a route via the router on that link" : nil))
         }
-        for entry in request.policy?.interfaces ?? [] where state.isLocal(entry.gateway) {
+        for entry in request.policy?.interfaces ?? [] {
+          for gateway in [entry.gateway, entry.gateway6].compactMap({ $0 }) where state.isLocal(gateway) {
             let fileHint: String
             if case .file(let path) = request.source { fileHint = "correct the gateway of \(entry.name) in \(path)" } else { fileHint = "correct the policy's gateway of \(entry.name)" }
             findings.append(Finding(id: FindingID.gatewayIsLocal, severity: .error,
-                                    message: "the policy's gateway \(entry.gateway) of \(entry.name) is this node's own address (apply refuses it): it must be the router at the other end of \(entry.name)",
-                                    objects: ["policy interface \(entry.name) gateway \(entry.gateway)"] + (entry.origin.map { ["at \($0)"] } ?? []),
+                                    message: "the policy's gateway \(gateway) of \(entry.name) is this node's own address (apply refuses it): it must be the router at the other end of \(entry.name)",
+                                    objects: ["policy interface \(entry.name) \(gateway.family == .inet6 && entry.gateway != gateway ? "gateway6" : "gateway") \(gateway)"] + (entry.origin.map { ["at \($0)"] } ?? []),
                                     fix: nil, hint: fileHint))
+          }
+        }
+        return findings
+    }
+
+    /// Policy gateways on no subnet connected to their interface (a link-local IPv6 gateway is always on-link).
+    /// After a link flap IPv6 has lost the interface's global addresses (unless keep_addr_on_down is set): apply
+    /// then refuses the gateway, and the IPv6 table cannot get its default route back.
+    func offLinkGatewayFindings() -> [Finding] {
+        var findings: [Finding] = []
+        for entry in request.policy?.interfaces ?? [] where state.link(entry.name) != nil {
+            for gateway in [entry.gateway, entry.gateway6].compactMap({ $0 }) where !gateway.isLinkLocal && !state.isLocal(gateway) {
+                let own = state.addresses.filter { $0.interface == entry.name && $0.prefix.family == gateway.family }
+                let connected = own.contains { $0.prefix.network.contains(gateway) || $0.peer == gateway }
+                    || state.routes.contains { $0.table == RouteTable.main && $0.device == entry.name && $0.gateway == nil
+                                               && $0.type == .unicast && !$0.destination.isDefault && $0.destination.contains(gateway) }
+                guard !connected else { continue }
+                let v6 = gateway.family == .inet6
+                let have = own.map(\.prefix.cidr)
+                findings.append(Finding(id: FindingID.gatewayOffLink, severity: .error,
+                                        message: "the policy's \(v6 ? "IPv6 " : "")gateway \(gateway) of \(entry.name) is on no subnet connected to \(entry.name) (its \(v6 ? "IPv6" : "IPv4") addresses: \(have.isEmpty ? "none" : have.joined(separator: ", "))): replies cannot be sent to it, and apply refuses it"
+                                            + (v6 ? ". IPv6 removes an interface's global addresses when its link goes down and does not restore them when it comes back up (unless net.ipv6.conf.\(entry.name).keep_addr_on_down=1)" : ""),
+                                        objects: ["policy interface \(entry.name) \(v6 && entry.gateway != gateway ? "gateway6" : "gateway") \(gateway)"]
+                                            + own.map { "address \($0.prefix.cidr) dev \(entry.name)" },
+                                        fix: nil,
+                                        hint: v6 ? "add \(entry.name)'s IPv6 address again (ip -6 address add ADDRESS/LEN dev \(entry.name)), set keep_addr_on_down=1 so that a link flap keeps it, then apply"
+                                                 : "give \(entry.name) an address on the gateway's subnet, or correct the policy's gateway"))
+            }
         }
         return findings
     }
@@ -512,13 +570,13 @@ public struct Doctor: Sendable {
                 guard let interface = a.interface else { continue }
                 let address = Self.representative(a.service)
                 guard from.contains(address) else { continue }
-                let client = a.clients.first.map(Self.representative) ?? Self.genericClient
+                let client = a.clients.first.map(Self.representative) ?? Self.genericClient(for: address.family)
                 let key = FlowKey(source: address, destination: client, mark: 0, ipProtocol: 6)
                 guard case .route(let route) = path.routes.tableLookup(table, key), route.type == .unicast,
                       let device = route.device, device != interface else { continue }
                 // A table whose route for the client leaves by the right interface, to point the rule at instead.
                 // Not returnpath's own tables: apply changes them.
-                let candidates = Set(state.routes.map(\.table)).filter {
+                let candidates = Set(state.routes.filter { $0.family == address.family }.map(\.table)).filter {
                     $0 != RouteTable.local && $0 != RouteTable.main && $0 != table && !ownership.ownsTable($0)
                 }.sorted()
                 let right = candidates.first { t in
@@ -530,9 +588,9 @@ public struct Doctor: Sendable {
                     var corrected = entry.rule
                     corrected.table = right
                     corrected.proto = .unspecified
-                    fix = ipCommand(["rule", "del"] + ruleArguments(entry)) + " && " + ipCommand(["rule", "add"] + corrected.ipArguments)
+                    fix = ipCommand(["rule", "del"] + ruleArguments(entry), family: entry.rule.family) + " && " + ipCommand(["rule", "add"] + corrected.ipArguments, family: entry.rule.family)
                 } else {
-                    fix = ipCommand(["rule", "del"] + ruleArguments(entry)) + " && " + applyCommand()
+                    fix = ipCommand(["rule", "del"] + ruleArguments(entry), family: entry.rule.family) + " && " + applyCommand()
                 }
                 findings.append(Finding(id: FindingID.ruleWrongInterface, severity: .error,
                                         message: "rule \(entry.rule.priority ?? 0) (\(ExplainText.ruleText(entry))) sends the replies of \(a.service), announced on \(interface), to table \(RouteTable.name(table)), whose route leaves by \(device) (\(ExplainText.routeText(route))): they leave by another interface than their requests came in on, and a router with a strict rp_filter drops them (its way back to \(a.service) is \(interface)'s link)",
@@ -545,17 +603,25 @@ public struct Doctor: Sendable {
 
     /// Rules that look up a table that is empty or has no default route.
     func tableFindings(_ announcements: [Announcement]) -> [Finding] {
-        var byTable: [UInt32: [DetailedRule]] = [:]
+        struct FamilyTable: Hashable, Comparable {
+            var family: AddressFamily
+            var table: UInt32
+            static func < (a: FamilyTable, b: FamilyTable) -> Bool { (a.family.rawValue, a.table) < (b.family.rawValue, b.table) }
+        }
+        // Per family: an IPv6 rule looks up the IPv6 routes of its table, which a link flap empties too.
+        var byTable: [FamilyTable: [DetailedRule]] = [:]
         for entry in state.rules where entry.rule.action == .lookup {
             let t = entry.rule.table
             guard ![RouteTable.local, RouteTable.main, RouteTable.default, RouteTable.unspecified].contains(t) else { continue }
             // returnpath's static table holds client routes, no default: that is its design.
             if isOurs(entry) && strategy == .static && t == ownership.tableBase { continue }
-            byTable[t, default: []].append(entry)
+            byTable[FamilyTable(family: entry.rule.family, table: t), default: []].append(entry)
         }
         var findings: [Finding] = []
-        for (table, rules) in byTable.sorted(by: { $0.key < $1.key }) {
-            let routes = state.routes(inTable: table)
+        for (key, rules) in byTable.sorted(by: { $0.key < $1.key }) {
+            let table = key.table, family = key.family
+            let v6 = family == .inet6 ? "IPv6 " : ""
+            let routes = state.routes(inTable: table, family: family)
             if routes.contains(where: { $0.destination.isDefault }) { continue }
             let ours = rules.contains(where: isOurs) || ownership.ownsTable(table)
             let empty = routes.isEmpty
@@ -565,15 +631,15 @@ public struct Doctor: Sendable {
             if ours {
                 fix = applyCommand()
             } else if let a = announcements.first(where: { a in services.contains { $0.contains(Self.representative(a.service)) } }),
-                      let interface = a.interface, let gateway = a.gateway, !state.isLocal(gateway) {
-                fix = ipCommand(["route", "replace", "default", "via", gateway.description, "dev", interface, "table", String(table)])
+                      let interface = a.interface, let gateway = a.gateway, gateway.family == family, !state.isLocal(gateway) {
+                fix = ipCommand(["route", "replace", "default", "via", gateway.description, "dev", interface, "table", String(table)], family: family)
             }
             let severity: Finding.Severity = empty || ours ? .error : .warning
-            let what = empty ? "is empty" : "has no default route (only \(routes.map { $0.destination.description }.joined(separator: ", ")))"
+            let what = empty ? (v6.isEmpty ? "is empty" : "has no IPv6 routes") : "has no \(v6)default route (only \(routes.map { $0.destination.description }.joined(separator: ", ")))"
             findings.append(Finding(id: FindingID.tableWithoutDefault, severity: severity,
-                                    message: "\(rules.count == 1 ? "rule" : "rules") \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")) \(rules.count == 1 ? "looks" : "look") up table \(RouteTable.name(table)), which \(what): \(rules.count == 1 ? "its" : "their") lookups fall through to the next rules (main). A link that goes down loses its routes in every table, and coming back up restores only the connected ones: whoever made this table must add its routes again",
-                                    objects: rules.map { "rule \($0)" } + ["table \(RouteTable.name(table)): \(routes.isEmpty ? "no routes" : routes.map(\.description).joined(separator: "; "))"],
-                                    fix: fix, hint: fix == nil ? "add the table's default route again (ip route replace default via GATEWAY dev IF table \(table))" : nil))
+                                    message: "\(v6)\(rules.count == 1 ? "rule" : "rules") \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")) \(rules.count == 1 ? "looks" : "look") up table \(RouteTable.name(table)), which \(what): \(rules.count == 1 ? "its" : "their") lookups fall through to the next rules (main). A link that goes down loses its routes in every table, and coming back up restores only the connected ones: whoever made this table must add its routes again",
+                                    objects: rules.map { "\(v6)rule \($0)" } + ["\(v6)table \(RouteTable.name(table)): \(routes.isEmpty ? "no routes" : routes.map(\.description).joined(separator: "; "))"],
+                                    fix: fix, hint: fix == nil ? "add the table's default route again (ip \(v6.isEmpty ? "" : "-6 ")route replace default via GATEWAY dev IF table \(table))" : nil))
         }
         return findings
     }
@@ -583,14 +649,14 @@ public struct Doctor: Sendable {
         var groups: [String: [DetailedRule]] = [:]
         var order: [String] = []
         for entry in state.rules {
-            let key = ExplainText.ruleText(entry)
+            let key = (entry.rule.family == .inet6 ? "-6 " : "") + ExplainText.ruleText(entry)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(entry)
         }
         return order.compactMap { key -> Finding? in
             guard let rules = groups[key], rules.count > 1 else { return nil }
             let extra = rules.dropFirst()
-            let fix = extra.map { ipCommand(["rule", "del"] + ruleArguments($0)) }.joined(separator: " && ")
+            let fix = extra.map { ipCommand(["rule", "del"] + ruleArguments($0), family: $0.rule.family) }.joined(separator: " && ")
             return Finding(id: FindingID.duplicateRule, severity: .error,
                            message: "\(rules.count) identical rules (\(key)) at priorities \(rules.map { String($0.rule.priority ?? 0) }.joined(separator: ", ")): whatever adds it appends on every run — the list grows, every lookup walks it, and deleting \"the\" rule leaves a copy in force",
                            objects: rules.map { "rule \($0)" }, fix: fix)
@@ -621,14 +687,15 @@ public struct Doctor: Sendable {
             var objects: [String] = ["rule \(rule)"]
             for row in rows { if let interface = row.interface { objects.append("service \(row.label) on \(interface)") } }
             return Finding(id: FindingID.foreignRuleFirst, severity: broken ? .error : .warning, message: message,
-                           objects: objects, fix: ipCommand(["rule", "del"] + ruleArguments(rule)),
+                           objects: objects, fix: ipCommand(["rule", "del"] + ruleArguments(rule), family: rule.rule.family),
                            hint: "or move it after priority \(last)")
         }
     }
 
     /// fwmark rules while src_valid_mark=0 and rp_filter is strict on an interface requests come in on.
     func srcValidMarkFindings(_ announcements: [Announcement], checks: [ReplyCheck]) -> (findings: [Finding], interfaces: Set<String>) {
-        let fwmarkRules = state.rules.filter { $0.rule.fwmark != nil && $0.rule.action == .lookup }
+        // rp_filter and src_valid_mark are IPv4's: IPv6 fwmark rules are not checked by them.
+        let fwmarkRules = state.rules(family: .inet).filter { $0.rule.fwmark != nil && $0.rule.action == .lookup }
         guard !fwmarkRules.isEmpty else { return ([], []) }
         var seen: Set<String> = []
         var result: [Finding] = []
@@ -637,7 +704,7 @@ public struct Doctor: Sendable {
             guard state.setting("rp_filter", on: interface) == 1, state.setting("src_valid_mark", on: interface) == 0 else { continue }
             // Only when requests on this interface carry a mark (prerouting marks them) or are ours to mark.
             let marked = checks.contains { $0.interface == interface && $0.requestMark != 0 }
-            let oursMarks = (strategy == .mark || strategy == .ingress) && !ourRules.filter { $0.rule.fwmark != nil }.isEmpty
+            let oursMarks = (strategy == .mark || strategy == .ingress) && !ourRules.filter { $0.rule.fwmark != nil && $0.rule.family == .inet }.isEmpty
             guard marked || oursMarks else { continue }
             seen.insert(interface)
             let values = state.settingValues("src_valid_mark", on: interface)
@@ -796,13 +863,15 @@ public struct Doctor: Sendable {
         policy.ownership = record.ownership
         // Interfaces whose gateway is gone (their table lost its default route) cannot be planned: say so.
         var differences: [String] = []
-        let unknownGateways = policy.interfaces.filter { $0.gateway == .v4(0) }.map(\.name)
+        let unknownGateways = policy.interfaces.filter { $0.gateway == .v4(0) || $0.gateway == .v6(0, 0) || $0.gateway6 == .v6(0, 0) }.map(\.name)
         let plan = Planner.plan(policy, strategy: recorded, slots: record.slots)
-        let plannedRules = Set(plan.rules.map { $0.description })
-        let kernelRules = Set(ownedRules.map { $0.rule.description })
-        for rule in plan.rules where !kernelRules.contains(rule.description) { differences.append("missing rule \(rule)") }
-        for rule in ownedRules where !plannedRules.contains(rule.rule.description) { differences.append("unexpected rule \(rule)") }
-        let plannedRoutes = plan.routes.filter { $0.gateway != .v4(0) }
+        // Per family: `ip rule` and `ip -6 rule` are separate lists, and may hold the same text.
+        func ruleKey(_ rule: Rule) -> String { (rule.family == .inet6 ? "-6 " : "") + rule.description }
+        let plannedRules = Set(plan.rules.map(ruleKey))
+        let kernelRules = Set(ownedRules.map { ruleKey($0.rule) })
+        for rule in plan.rules where !kernelRules.contains(ruleKey(rule)) { differences.append("missing \(rule.family == .inet6 ? "IPv6 " : "")rule \(rule)") }
+        for rule in ownedRules where !plannedRules.contains(ruleKey(rule.rule)) { differences.append("unexpected \(rule.rule.family == .inet6 ? "IPv6 " : "")rule \(rule)") }
+        let plannedRoutes = plan.routes.filter { $0.gateway != .v4(0) && $0.gateway != .v6(0, 0) }
         let kernelRouteKeys = Set(ownedRoutes.map(\.key))
         for route in plannedRoutes where !kernelRouteKeys.contains(route.key) { differences.append("missing route \(route)") }
         for name in unknownGateways {
@@ -871,13 +940,13 @@ public struct Doctor: Sendable {
         for entry in state.rules where ownership.ownsPriority(entry.rule.priority ?? 0) && !isOurs(entry) {
             findings.append(Finding(id: FindingID.foreignInBand, severity: .error,
                                     message: "rule \(entry.rule.priority ?? 0) is inside returnpath's priority band \(ownership.priorityBase)-\(ownership.priorityBase + ownership.priorityCount - 1) but is not returnpath's (protocol \(entry.rule.proto)): apply refuses to run",
-                                    objects: ["rule \(entry)"], fix: ipCommand(["rule", "del"] + ruleArguments(entry)),
+                                    objects: ["rule \(entry)"], fix: ipCommand(["rule", "del"] + ruleArguments(entry), family: entry.rule.family),
                                     hint: "or move returnpath's band (spec.ownership.priorityBase)"))
         }
         for route in state.routes where ownership.ownsTable(route.table) && !isOurs(route) {
             findings.append(Finding(id: FindingID.foreignInBand, severity: .error,
                                     message: "route \(route.description) is inside returnpath's table range \(ownership.tableBase)-\(ownership.tableBase + ownership.tableCount - 1) but is not returnpath's: apply refuses to run",
-                                    objects: ["route \(route)"], fix: ipCommand(["route", "del"] + route.ipArguments),
+                                    objects: ["route \(route)"], fix: ipCommand(["route", "del"] + route.ipArguments, family: route.family),
                                     hint: "or move returnpath's tables (spec.ownership.tableBase)"))
         }
         return findings

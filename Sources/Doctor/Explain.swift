@@ -79,8 +79,8 @@ public struct Explainer: Sendable {
     }
 
     public func explain(_ query: ExplainQuery) throws(DoctorError) -> Explanation {
-        guard query.source.family == .inet, query.destination.family == .inet else {
-            throw .invalid("doctor explains IPv4 packets (policy routing for IPv6 is not returnpath's yet)")
+        guard query.source.family == query.destination.family else {
+            throw .invalid("--from \(query.source) and --to \(query.destination) are of different families")
         }
         for name in [query.inputInterface, query.requestInterface].compactMap({ $0 }) where state.link(name) == nil {
             throw .invalid("\(state.namespace) has no interface \(name) (interfaces: \(state.links.map(\.name).joined(separator: ", ")))")
@@ -168,7 +168,7 @@ public struct Explainer: Sendable {
 
     static func compare(query: RouteQuery, expected: PathResult,
                         _ lookup: () throws(NetlinkError) -> RouteDecision) -> KernelAnswer {
-        var answer = KernelAnswer(command: "ip route get " + query.description, answer: "", agrees: nil, differences: [])
+        var answer = KernelAnswer(command: (query.destination.family == .inet6 ? "ip -6 route get " : "ip route get ") + query.description, answer: "", agrees: nil, differences: [])
         if case .dropped = expected {
             answer.answer = "(not asked: nftables drops the packet before routing)"
             return answer

@@ -52,6 +52,9 @@ public enum FindingID {
     public static let fwmarkWithoutSrcValidMark = "fwmark-without-src-valid-mark"
     /// A route whose gateway is an address of the node itself (the POC's `via 10.111.221.11`), or such a policy.
     public static let gatewayIsLocal = "gateway-is-local"
+    /// A policy gateway on no subnet connected to its interface (IPv6 flushes an interface's global addresses when
+    /// its link goes down).
+    public static let gatewayOffLink = "gateway-off-link"
     /// A source rule sends a service to the table of another interface than the one it is announced on.
     public static let ruleWrongInterface = "rule-wrong-interface"
     /// A rule looks up a table that is empty or has no default route (what a link flap leaves).

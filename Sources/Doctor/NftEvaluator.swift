@@ -91,7 +91,7 @@ public struct NftEvaluator: Sendable {
 
     public func run(hook: String, _ packet: inout NftPacket) -> NftTrace {
         var trace = NftTrace(hook: hook, markBefore: packet.mark, markAfter: packet.mark, ctMarkAfter: packet.ctMark)
-        for chain in ruleset.baseChains(hook: hook) {
+        for chain in ruleset.baseChains(hook: hook, family: packet.source.family) {
             // NAT chains see only a connection's first packet; conntrack translates the rest.
             if chain.type == "nat" && packet.ctState != "new" { continue }
             trace.chains.append(chain.qualifiedName)
@@ -276,6 +276,10 @@ public struct NftEvaluator: Sendable {
         switch expr {
         case .payload("ip", "saddr"): return packet.source.family == .inet ? .address(packet.source) : .absent("not IPv4")
         case .payload("ip", "daddr"): return packet.destination.family == .inet ? .address(packet.destination) : .absent("not IPv4")
+        case .payload("ip6", "saddr"): return packet.source.family == .inet6 ? .address(packet.source) : .absent("not IPv6")
+        case .payload("ip6", "daddr"): return packet.destination.family == .inet6 ? .address(packet.destination) : .absent("not IPv6")
+        case .payload("ip6", "nexthdr"): return packet.source.family == .inet6 ? (packet.ipProtocol.map { .integer(UInt64($0)) } ?? .unknown("protocol not given")) : .absent("not IPv6")
+        case .payload("ip", "protocol") where packet.source.family != .inet: return .absent("not IPv4")
         case .payload("ip", "protocol"): return packet.ipProtocol.map { .integer(UInt64($0)) } ?? .unknown("protocol not given")
         case .payload(let proto, let field) where ["tcp", "udp", "th", "sctp"].contains(proto) && (field == "sport" || field == "dport"):
             if proto == "tcp" && packet.ipProtocol != 6 { return .absent("not TCP") }
@@ -289,8 +293,8 @@ public struct NftEvaluator: Sendable {
             return packet.outputInterface.map(Value.text) ?? .absent("no output interface yet")
         case .meta("mark"): return .integer(UInt64(packet.mark))
         case .meta("l4proto"): return packet.ipProtocol.map { .integer(UInt64($0)) } ?? .unknown("protocol not given")
-        case .meta("nfproto"): return .text("ipv4")
-        case .meta("protocol"): return .text("ip")
+        case .meta("nfproto"): return .text(packet.source.family == .inet6 ? "ipv6" : "ipv4")
+        case .meta("protocol"): return .text(packet.source.family == .inet6 ? "ip6" : "ip")
         case .ct(key: "mark", direction: _): return .integer(UInt64(packet.ctMark))
         case .ct(key: "state", direction: _): return .text(packet.ctState)
         case .ct(key: "direction", direction: _): return .text(packet.ctDirection)

@@ -1,4 +1,5 @@
 import Foundation
+import Netlink
 
 /// The node's nftables ruleset as `nft -j list ruleset` describes it (libnftables' JSON schema), reduced to what
 /// decides a packet's mark: base chains and their hooks, rules as statements over expressions, named sets and maps.
@@ -76,9 +77,10 @@ public struct NftRuleset: Sendable {
         extensions["\(rule.family) \(rule.table) \(rule.chain) \(rule.handle)"] ?? []
     }
 
-    /// Base chains at `hook` that see IPv4 packets (families ip and inet), in the order the kernel runs them.
-    public func baseChains(hook: String) -> [Chain] {
-        chains.filter { $0.hook == hook && ($0.family == "ip" || $0.family == "inet") }
+    /// Base chains at `hook` that see packets of `family` (ip or ip6, and inet), in the order the kernel runs them.
+    public func baseChains(hook: String, family: AddressFamily = .inet) -> [Chain] {
+        let own = family == .inet6 ? "ip6" : "ip"
+        return chains.filter { $0.hook == hook && ($0.family == own || $0.family == "inet") }
             .enumerated().sorted { ($0.element.priority ?? 0, $0.offset) < ($1.element.priority ?? 0, $1.offset) }
             .map(\.element)
     }

@@ -42,17 +42,22 @@ public struct NodeState: Sendable {
         do {
             socket = try NetlinkSocket(namespace: namespace)
             links = try socket.links()
-            addresses = try socket.addresses(family: .inet)
-            rules = try socket.detailedRules(family: .inet)
-            routes = try socket.routes(family: .inet)
+            // Both families: the kernel keeps a rule list per family, and IPv6 routes in tables of their own.
+            addresses = try socket.addresses(family: .inet) + socket.addresses(family: .inet6)
+            rules = try socket.detailedRules(family: .inet) + socket.detailedRules(family: .inet6)
+            routes = try socket.routes(family: .inet) + socket.routes(family: .inet6)
         } catch { throw .netlink(error) }
         var sysctls: [String: String] = [:]
-        for key in ["net.ipv4.ip_forward", "net.ipv4.tcp_fwmark_accept"] {
+        for key in ["net.ipv4.ip_forward", "net.ipv4.tcp_fwmark_accept", "net.ipv6.conf.all.forwarding"] {
             sysctls[key] = try readSysctl(namespace, key)
         }
         for name in ["all", "default"] + links.map(\.name) {
             for setting in Self.interfaceSettings {
                 if let value = try readSysctl(namespace, interfaceKey(name, setting)) { sysctls[interfaceKey(name, setting)] = value }
+            }
+            // IPv6 has no rp_filter, src_valid_mark or accept_local: only its forwarding switch.
+            if let value = try readSysctl(namespace, interfaceKey(name, "forwarding", family: .inet6)) {
+                sysctls[interfaceKey(name, "forwarding", family: .inet6)] = value
             }
         }
         var notes: [String] = []
@@ -82,8 +87,14 @@ public struct NodeState: Sendable {
     static let interfaceSettings = ["rp_filter", "src_valid_mark", "forwarding", "accept_local"]
 
     /// `net.ipv4.conf.IF.SETTING`, or the slash form for names with dots (eth0.100).
-    static func interfaceKey(_ interface: String, _ setting: String) -> String {
-        interface.contains(".") ? "net/ipv4/conf/\(interface)/\(setting)" : "net.ipv4.conf.\(interface).\(setting)"
+    static func interfaceKey(_ interface: String, _ setting: String, family: AddressFamily = .inet) -> String {
+        let ip = family == .inet6 ? "ipv6" : "ipv4"
+        return interface.contains(".") ? "net/\(ip)/conf/\(interface)/\(setting)" : "net.\(ip).conf.\(interface).\(setting)"
+    }
+
+    /// `net.ipv6.conf.IF.forwarding` (the interface's own; IPv6 forwards per interface).
+    public func forwards6(on interface: String) -> Bool {
+        sysctls[Self.interfaceKey(interface, "forwarding", family: .inet6)] == "1"
     }
 
     /// A sysctl's value; nil when the namespace has no such key (an interface without IPv4, or gone meanwhile).
@@ -106,7 +117,15 @@ public struct NodeState: Sendable {
 
     public func routes(inTable table: UInt32) -> [Route] { routes.filter { $0.table == table } }
 
+    /// One family's routes of a table (the kernel keeps IPv4 and IPv6 tables apart, under the same numbers).
+    public func routes(inTable table: UInt32, family: AddressFamily) -> [Route] {
+        routes.filter { $0.table == table && $0.family == family }
+    }
+
     public func hasTable(_ table: UInt32) -> Bool { routes.contains { $0.table == table } }
+
+    /// One family's rule list, in the kernel's order (`ip rule`, `ip -6 rule`).
+    public func rules(family: AddressFamily) -> [DetailedRule] { rules.filter { $0.rule.family == family } }
 
     /// An interface setting as the kernel applies it: `rp_filter` the maximum of all and the interface's;
     /// `src_valid_mark` and `accept_local` either of them; `forwarding` the interface's own.
@@ -129,7 +148,7 @@ public struct NodeState: Sendable {
 
     /// The kernel's default rules (local, main, default) and nothing else: no policy routing at all.
     public var hasCustomRules: Bool {
-        rules.contains { !Self.isKernelDefault($0) }
+        rules(family: .inet).contains { !Self.isKernelDefault($0) }
     }
 
     /// One of the three rules the kernel starts with: 0 lookup local, 32766 lookup main, 32767 lookup default.
@@ -145,6 +164,32 @@ public struct NodeState: Sendable {
     /// The interface that has `address` on a connected subnet (the device of the kernel's connected route).
     public func interfaceHolding(_ address: IPAddress) -> String? {
         addresses.first { $0.prefix.address == address }?.interface
+    }
+
+    /// An nftables rule that drops packets whose source has no route back by the interface they came in on
+    /// (`fib saddr . iif oif missing drop`, or `… oif 0 drop`, as firewalld writes it): IPv6's reverse-path check,
+    /// the equivalent of IPv4's rp_filter. nil when none is in a prerouting chain of family ip6 or inet.
+    public var ipv6ReversePathRule: NftRuleset.Rule? {
+        let chains = nftables.chains.filter { $0.hook == "prerouting" && ($0.family == "ip6" || $0.family == "inet") }
+        for chain in chains {
+            for rule in nftables.rules(of: chain) {
+                let checksSource = rule.statements.contains { statement in
+                    guard case .match(_, .fib(let result, let flags), _) = statement else { return false }
+                    return result == "oif" && flags.contains("saddr") && flags.contains("iif")
+                }
+                let drops = rule.statements.contains { statement in
+                    if case .verdict(let verdict, _) = statement { return verdict == "drop" || verdict == "reject" }
+                    return false
+                }
+                let ipv4Only = rule.statements.contains { statement in
+                    if case .match(_, .meta("nfproto"), .string("ipv4")) = statement { return true }
+                    if case .match(_, .payload("ip", _), _) = statement { return true }
+                    return false
+                }
+                if checksSource && drops && !ipv4Only { return rule }
+            }
+        }
+        return nil
     }
 
     public func link(_ name: String) -> Link? { links.first { $0.name == name } }

@@ -102,7 +102,8 @@ public struct PacketPath: Sendable {
         switch lookup.outcome {
         case .failed(let errno, _, _, let reason):
             // ip_route_input_slow: a failed lookup on an interface without forwarding is "no route to host".
-            let forwarding = state.setting("forwarding", on: interface) != 0
+            let forwarding = key.destination.family == .inet6 ? state.forwards6(on: interface)
+                : state.setting("forwarding", on: interface) != 0
             return (trace, .refused(forwarding ? errno : .noRouteToHost,
                                     reason: forwarding ? reason : "\(reason); \(interface) does not forward", lookup: lookup),
                     nil, packet.mark)
@@ -112,8 +113,9 @@ public struct PacketPath: Sendable {
                 if !check.passed { return (trace, .refused(.invalidArgument, reason: check.reason, lookup: lookup), check, packet.mark) }
                 return (trace, .local(lookup), check, packet.mark)
             }
-            guard state.setting("forwarding", on: interface) != 0 else {
-                return (trace, .refused(.noRouteToHost, reason: "\(interface) does not forward (net.ipv4.conf.\(interface).forwarding=0)", lookup: lookup),
+            let forwards = key.destination.family == .inet6 ? state.forwards6(on: interface) : state.setting("forwarding", on: interface) != 0
+            guard forwards else {
+                return (trace, .refused(.noRouteToHost, reason: "\(interface) does not forward (net.\(key.destination.family == .inet6 ? "ipv6" : "ipv4").conf.\(interface).forwarding=0)", lookup: lookup),
                         nil, packet.mark)
             }
             guard route.type == .unicast else {
@@ -128,6 +130,14 @@ public struct PacketPath: Sendable {
     /// fib_validate_source.
     public func reversePath(_ key: FlowKey, forwardDevice: String?) -> ReversePathCheck {
         let interface = key.inputInterface
+        if key.source.family == .inet6 {
+            // IPv6 has no rp_filter: its reverse-path check, when there is one, is an nftables fib rule (evaluated,
+            // or reported as not evaluated, with the prerouting chains).
+            let rule = state.ipv6ReversePathRule
+            return ReversePathCheck(mode: 0, ownValue: "-", allValue: "-", srcValidMark: false, mark: 0, lookup: nil, passed: true,
+                                    reason: rule.map { "IPv6 has no rp_filter; the nftables rule \($0.family) \($0.table) \($0.chain) handle \($0.handle) (\($0.text)) is its reverse-path check" }
+                                        ?? "IPv6 has no rp_filter, and no nftables fib rule checks the way back: no reverse-path check")
+        }
         let mode = state.setting("rp_filter", on: interface)
         let values = state.settingValues("rp_filter", on: interface)
         let validMark = state.setting("src_valid_mark", on: interface) != 0

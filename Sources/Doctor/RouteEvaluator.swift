@@ -117,7 +117,8 @@ public struct RouteEvaluator: Sendable {
     public func lookup(_ key: FlowKey) -> RouteLookup {
         var steps: [RuleStep] = []
         var outcome: RouteOutcome?
-        let rules = state.rules
+        // The kernel keeps a rule list per family: an IPv6 lookup walks `ip -6 rule`.
+        let rules = state.rules(family: key.destination.family)
         var index = 0
         var visited = 0
         walk: while index < rules.count, visited < rules.count * 2 + 8 {
@@ -187,7 +188,7 @@ public struct RouteEvaluator: Sendable {
 
     /// One table's answer (fib_table_lookup): the longest prefix, then the lowest metric.
     public func tableLookup(_ table: UInt32, _ key: FlowKey) -> TableOutcome {
-        let routes = state.routes(inTable: table)
+        let routes = state.routes(inTable: table, family: key.destination.family)
         let candidates = routes.filter { $0.destination.contains(key.destination) }
             .sorted { ($0.destination.length, -Int64($0.effectiveMetric)) > ($1.destination.length, -Int64($1.effectiveMetric)) }
         for route in candidates {
