@@ -134,6 +134,7 @@ struct LabBuild {
         // 7. Carrier on every interface (the kernel settles it asynchronously), so that the lab does not change
         //    after up returns.
         try waitForCarrier()
+        try waitForIPv6Addresses()
         LabFailpoint.step()
         // 8. Services.
         try services(&state)

@@ -32,4 +32,30 @@ extension LabBuild {
             }
         }
     }
+
+    /// Waits until the kernel routes every IPv6 address of the lab as local. An IPv6 address gets its local route
+    /// from addrconf's work queue, a moment after it is added (even without duplicate address detection): until
+    /// then a packet to it is not delivered, and tools that read the local table do not see it.
+    func waitForIPv6Addresses() throws(LabError) {
+        let deadline = monotonicMilliseconds() + Self.carrierTimeoutMilliseconds
+        for host in topology.hosts {
+            let addresses = host.interfaces.flatMap { $0.addresses.map(\.address) }.filter { $0.family == .inet6 }
+            guard !addresses.isEmpty else { continue }
+            let socket = try socket(.host(host.name))
+            for address in addresses {
+                while true {
+                    let local: Bool
+                    do { local = try socket.lookup(RouteQuery(destination: address)).type == .local } catch {
+                        local = false   // not routable at all yet
+                    }
+                    if local { break }
+                    guard monotonicMilliseconds() < deadline else {
+                        throw LabError(lab: lab, step: "wait for IPv6 addresses", host: host.name,
+                                       reason: "\(address) is not local after \(Self.carrierTimeoutMilliseconds / 1000) s")
+                    }
+                    usleep(Self.carrierPollMicroseconds)
+                }
+            }
+        }
+    }
 }
