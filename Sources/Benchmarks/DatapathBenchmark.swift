@@ -136,6 +136,10 @@ public struct DatapathBenchmark: Sendable {
             try node.writeSysctl("net.ipv6.bindv6only", "1")
             return nodeSocket
         }
+        // The kernel inserts an IPv6 address's local route from its address-configuration work queue, after the
+        // netlink request has returned: 10,000 addresses on lo take tens of seconds to become reachable. Wait
+        // until every one has its local route before measuring.
+        if measuresIPv6 { try awaitLocalRoutes(nodeSocket, addresses6) }
         // The lab's own service server, on every address of the node (both families): each connection is accepted
         // and closed.
         let server: ServiceServer.Background
@@ -214,6 +218,24 @@ public struct DatapathBenchmark: Sendable {
             rows.append(row)
         }
         return Result(services: services, seconds: seconds, rounds: rounds, baseline: baseline, baseline6: baseline6, rows: rows)
+    }
+
+    /// Waits (up to 5 minutes) until the node's local table has a route for each of `addresses`.
+    func awaitLocalRoutes(_ node: NetlinkSocket, _ addresses: [IPAddress]) throws(BenchmarkError) {
+        let wanted = Set(addresses)
+        let deadline = Date().addingTimeInterval(300)
+        while true {
+            let present: Int
+            do {
+                present = try node.routes(family: .inet6, table: RouteTable.local)
+                    .filter { $0.type == .local && $0.destination.length == 128 && wanted.contains($0.destination.address) }.count
+            } catch { throw .netlink(error) }
+            if present >= wanted.count { return }
+            guard Date() < deadline else {
+                throw .failed("only \(present) of \(wanted.count) IPv6 service addresses got their local route in 5 minutes")
+            }
+            usleep(200_000)
+        }
     }
 
     /// Connections per second from the client to target:4000 (the best of `rounds`), by the load generator spawned
