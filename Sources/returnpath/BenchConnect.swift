@@ -10,6 +10,7 @@ struct BenchConnect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "connect", abstract: "Connection-rate load generator (used by bench datapath).", shouldDisplay: false)
 
+    /// An IPv4 or an IPv6 address (`bench datapath`'s `mark-ipv6` row connects over IPv6).
     @Option(name: .long) var address: String
     @Option(name: .long) var port: UInt16
     @Option(name: .long) var seconds: Double = 2
@@ -17,7 +18,7 @@ struct BenchConnect: ParsableCommand {
     @Option(name: .long) var stallMs = 500
 
     func run() throws {
-        guard let target = IPAddress(address), target.family == .inet else { throw fail("bad address \(address)", code: 2) }
+        guard let target = IPAddress(address) else { throw fail("bad address \(address) (an IPv4 or IPv6 address)", code: 2) }
         let load = ConnectLoad(target: SocketAddress(target, port: port), seconds: seconds, concurrency: concurrency,
                                stallMilliseconds: stallMs)
         print(load.run().json)
