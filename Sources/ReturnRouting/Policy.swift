@@ -200,19 +200,26 @@ public enum PolicyFile {
                 }
                 entry.gateway6 = gateway6
             }
-            for (key, target) in [("services", \Policy.Interface.services), ("clients", \Policy.Interface.clients)] {
+            for key in ["services", "clients"] {
                 guard let listNode = reader.value(fields, key) else { continue }
-                for item in try reader.list(listNode, "\(key) of \(ifName)") {
-                    let prefix = try reader.prefix(item, "\(key) of \(ifName)")
+                // Per list, not per item: the lists hold up to 100,000 entries.
+                let what = "\(key) of \(ifName)"
+                let hasGateway = (inet: entry.gateway(for: .inet) != nil, inet6: entry.gateway(for: .inet6) != nil)
+                let items = try reader.list(listNode, what)
+                var prefixes: [IPPrefix] = []
+                prefixes.reserveCapacity(items.count)
+                for item in items {
+                    let prefix = try reader.prefix(item, what)
                     guard prefix.isCanonical else {
                         throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)")
                     }
-                    guard entry.gateway(for: prefix.family) != nil else {
+                    guard prefix.family == .inet6 ? hasGateway.inet6 : prefix.family == .inet ? hasGateway.inet : entry.gateway(for: prefix.family) != nil else {
                         let family = prefix.family == .inet6 ? "IPv6" : "IPv4"
                         throw reader.fail(item, "\(prefix.cidr) is \(family) but \(ifName) has no \(family) gateway (\(prefix.family == .inet6 ? "gateway6" : "gateway"): …)")
                     }
-                    entry[keyPath: target].append(prefix)
+                    prefixes.append(prefix)
                 }
+                if key == "services" { entry.services = prefixes } else { entry.clients = prefixes }
             }
             if let fromNode = reader.value(fields, "servicesFrom") {
                 let from = try reader.entries(fromNode, "servicesFrom of \(ifName)", allowed: ["interface", "prefixes"])

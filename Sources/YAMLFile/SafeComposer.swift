@@ -73,6 +73,8 @@ struct Markers {
 /// Composes one document safely (see above); every problem is a FileError with the file's name.
 struct SafeComposer {
     let file: String
+    /// Compose with Yams' Parser only, not from libyaml's events first (the tests compare the two).
+    var viaYamsParser = false
 
     func compose(_ text: String) throws(FileError) -> Node {
         if text.utf8.count > YAMLReader.maximumBytes {
@@ -81,8 +83,10 @@ struct SafeComposer {
         if let line = Self.lineOverKeyBudget(text) {
             throw FileError(file: file, line: line, message: "too many lists or mappings used as keys (\"]:\" or \"}:\"); keys are plain names")
         }
-        let markers = Markers(for: text)
-        if markers == nil && text.unicodeScalars.contains(where: { $0 == "*" || $0 == "?" }) {
+        // "*" and "?" are ASCII: a byte scan finds them (most documents have neither, and need no stand-ins).
+        let starOrQuestion = withUTF8(text) { $0.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") } }
+        let markers = starOrQuestion ? Markers(for: text) : nil
+        if markers == nil && starOrQuestion {
             throw FileError(file: file, line: nil, message: "the document uses too many distinct characters")
         }
         let hidden = markers.map { $0.hide(text) } ?? text
@@ -106,19 +110,20 @@ struct SafeComposer {
     /// Counted in the raw text, quotes and comments included: an over-estimate, never an under-estimate. Nested
     /// mappings as keys made Yams take 13 s (release) and 68 s (debug) for 1 MiB.
     static func lineOverKeyBudget(_ text: String) -> Int? {
+        withUTF8(text) { bytes in lineOverKeyBudget(bytes) }
+    }
+
+    private static func lineOverKeyBudget(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         var total = 0, line = 1, length = 0, closers = 0
         var afterCloser = false   // after "]" or "}" and blanks
-        func endLine() -> Bool {
-            total += closers * min(length, 1024)
-            length = 0
-            closers = 0
-            afterCloser = false
-            return total > keyHashBudget
-        }
-        for byte in text.utf8 {
+        for byte in bytes {
             switch byte {
             case UInt8(ascii: "\n"):
-                if endLine() { return line }
+                total += closers * min(length, 1024)
+                if total > keyHashBudget { return line }
+                length = 0
+                closers = 0
+                afterCloser = false
                 line += 1
                 continue
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
@@ -133,7 +138,8 @@ struct SafeComposer {
             }
             length += 1
         }
-        return endLine() ? line : nil
+        total += closers * min(length, 1024)
+        return total > keyHashBudget ? line : nil
     }
 
     static let explicitKeys = "explicit keys (\"? KEY\") are not supported; write KEY: VALUE"
@@ -151,6 +157,15 @@ struct SafeComposer {
     /// On the large stack: Yams, then the rebuild. The intermediate tree (up to libyaml's ~1000 levels) is released
     /// here too, so the caller only ever holds trees of at most `maximumDepth` levels.
     private func composeHidden(_ hidden: String, original: String, markers: Markers?) throws(FileError) -> Node {
+        // The fast way first (libyaml's events straight into nodes); Yams' Parser for what it refuses, which then
+        // refuses it with Yams' own message.
+        if !viaYamsParser, let composed = EventComposer.compose(hidden) {
+            // Anchors are weak references in Yams' nodes; `composed.anchors` keeps them alive until the rebuild is done.
+            defer { withExtendedLifetime(composed.anchors) {} }
+            guard let root = composed.root else { throw FileError(file: file, line: nil, message: "the file is empty") }
+            var rebuilder = Rebuilder(file: file, markers: markers)
+            return try rebuilder.rebuild(root, enclosing: 0, inKey: false).node
+        }
         let parser: Parser
         let root: Node?
         do {
@@ -222,32 +237,43 @@ struct Rebuilder {
             }
         case .sequence(let sequence):
             try checkDepth(node, enclosing: enclosing)
-            var items: [Node] = []
-            items.reserveCapacity(sequence.count)
-            var size = 1, height = 1, changed = false
+            // A new list only from the first child that changed (most documents change none).
+            var items: [Node]?
+            var size = 1, height = 1, index = 0
             for item in sequence {
                 let child = try rebuild(item, enclosing: enclosing + 1, inKey: inKey)
-                items.append(child.node)
+                if child.changed && items == nil {
+                    var copied = Array(sequence.prefix(index))
+                    copied.reserveCapacity(sequence.count)
+                    items = copied
+                }
+                items?.append(child.node)
                 size += child.size
                 height = max(height, child.height + 1)
-                changed = changed || child.changed
+                index += 1
             }
-            let result: Node = changed ? .sequence(.init(items, sequence.tag, sequence.style, sequence.mark)) : node
+            let changed = items != nil
+            let result: Node = if let items { .sequence(.init(items, sequence.tag, sequence.style, sequence.mark)) } else { node }
             rebuilt = Rebuilt(node: result, size: size, height: height, changed: changed)
         case .mapping(let mapping):
             try checkDepth(node, enclosing: enclosing)
-            var pairs: [(Node, Node)] = []
-            pairs.reserveCapacity(mapping.count)
-            var size = 1, height = 1, changed = false
+            var pairs: [(Node, Node)]?
+            var size = 1, height = 1, index = 0
             for (key, value) in mapping {
                 let newKey = try rebuild(key, enclosing: enclosing + 1, inKey: true)
                 let newValue = try rebuild(value, enclosing: enclosing + 1, inKey: inKey)
-                pairs.append((newKey.node, newValue.node))
+                if (newKey.changed || newValue.changed) && pairs == nil {
+                    var copied = mapping.prefix(index).map { ($0.key, $0.value) }
+                    copied.reserveCapacity(mapping.count)
+                    pairs = copied
+                }
+                pairs?.append((newKey.node, newValue.node))
                 size += newKey.size + newValue.size
                 height = max(height, newKey.height + 1, newValue.height + 1)
-                changed = changed || newKey.changed || newValue.changed
+                index += 1
             }
-            let result: Node = changed ? .mapping(.init(pairs, mapping.tag, mapping.style, mapping.mark)) : node
+            let changed = pairs != nil
+            let result: Node = if let pairs { .mapping(.init(pairs, mapping.tag, mapping.style, mapping.mark)) } else { node }
             rebuilt = Rebuilt(node: result, size: size, height: height, changed: changed)
         case .alias:
             // Yams' composer resolves aliases itself and never produces this case; it gets no alias here anyway.
@@ -283,6 +309,12 @@ struct Rebuilder {
         }
         return Rebuilt(node: target.node, size: target.size, height: target.height, changed: true)
     }
+}
+
+/// `body` on the text's UTF-8 bytes, in place when the string stores them contiguously (a native string does).
+func withUTF8<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if let result = text.utf8.withContiguousStorageIfAvailable(body) { return result }
+    return Array(text.utf8).withUnsafeBufferPointer(body)
 }
 
 /// A value written on one thread and read on another after pthread_join.

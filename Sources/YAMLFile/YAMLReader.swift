@@ -187,7 +187,7 @@ public struct YAMLReader: Sendable {
     /// text before it.
     public func string(_ node: Node, _ what: String) throws(FileError) -> String {
         guard let scalar = node.scalar else { throw fail(node, "\(what) must be a single value") }
-        if scalar.string.utf8.contains(0) { throw fail(node, "\(what) contains a NUL character") }
+        if withUTF8(scalar.string, { $0.contains(0) }) { throw fail(node, "\(what) contains a NUL character") }
         return scalar.string
     }
 
