@@ -151,11 +151,17 @@ extension ReturnRouter {
     /// the kernel that is no prefix of the policy (a range added by hand) is deleted by its own elements.
     private func intervalSetUpdate(_ set: NftTable.Set, have: [NftInterval],
                                    _ report: inout Report) -> (set: String, add: [NftSetElement], remove: [NftSetElement])? {
-        var wanted = Set<NftInterval>()
-        let want = set.elements.map { NftInterval($0) }.filter { wanted.insert($0).inserted }
-        let had = Set(have)
-        let add = want.filter { !had.contains($0) }
-        let drop = have.filter { !wanted.contains($0) }
+        // Compared as prefixes (cheap to hash); an interval in the kernel that is no prefix is always dropped.
+        var wanted = Set<IPPrefix>()
+        wanted.reserveCapacity(set.elements.count)
+        let want = set.elements.filter { wanted.insert($0).inserted }
+        var had = Set<IPPrefix>()
+        had.reserveCapacity(have.count)
+        var drop: [NftInterval] = []
+        for interval in have {
+            if let prefix = interval.prefix, wanted.contains(prefix) { had.insert(prefix) } else { drop.append(interval) }
+        }
+        let add = want.filter { !had.contains($0) }.map { NftInterval($0) }
         report.unchanged += want.count - add.count
         let table = NftTable.qualifiedName
         for interval in add { report.record(.add, .nft, "element \(interval) of set \(set.name)", "\(execPrefix)nft 'add element \(table) \(set.name) { \(interval) }'") }
