@@ -7,17 +7,19 @@ import ReturnRouting
 /// apply as users run it: the `returnpath apply -f FILE` process in the node's namespace (as on a real node: no
 /// --netns), next to the obvious alternative from files, `ip -batch FILE` then `nft -f FILE`, as processes, in the
 /// same run, at N services (split between eth1 and eth2 of a seed lab of its own). Cold apply, no-op re-apply, one
-/// service added; medians of `rounds`.
+/// service added; medians of `rounds`. With `prefixes`, the services are /30 prefixes (mark: interval sets).
 public struct ApplyBenchmark: Sendable {
     public var services: [Int]
     public var strategy: Strategy
+    public var prefixes = false
     public var rounds: Int
     public let manager: LabManager
     /// The returnpath executable to time.
     public var executable: String
 
-    public init(services: [Int], strategy: Strategy, rounds: Int, manager: LabManager, executable: String) {
+    public init(services: [Int], strategy: Strategy, prefixes: Bool = false, rounds: Int, manager: LabManager, executable: String) {
         self.services = services
+        self.prefixes = prefixes
         self.strategy = strategy
         self.rounds = rounds
         self.manager = manager
@@ -34,13 +36,15 @@ public struct ApplyBenchmark: Sendable {
 
     public struct Result: Sendable {
         public var strategy: Strategy
+        public var prefixes = false
         public var rounds: Int
         public var rows: [Row]
 
         public var table: String {
-            var lines = ["returnpath bench apply: \(strategy.rawValue), `returnpath apply -f FILE` as a process in the node's namespace vs",
+            let what = prefixes ? "prefixes" : "services", one = prefixes ? "one prefix added" : "one service added"
+            var lines = ["returnpath bench apply: \(strategy.rawValue)\(prefixes ? " (services as /30 prefixes)" : ""), `returnpath apply -f FILE` as a process in the node's namespace vs",
                          "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", "",
-                         "services   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   one service added"]
+                         "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
             for r in rows {
                 lines.append(String(format: "%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
                                     r.services, r.cold, r.baseline, r.cold / r.baseline, r.noop, r.oneMore))
@@ -49,7 +53,7 @@ public struct ApplyBenchmark: Sendable {
         }
 
         public var json: String {
-            let object: [String: Any] = ["strategy": strategy.rawValue, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
+            let object: [String: Any] = ["strategy": strategy.rawValue, "prefixes": prefixes, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
                 ["services": r.services, "cold_apply_s": r.cold, "ip_batch_nft_s": r.baseline, "cold_ratio": r.cold / r.baseline,
                  "noop_apply_s": r.noop, "one_service_added_s": r.oneMore]
             }]
@@ -72,17 +76,18 @@ public struct ApplyBenchmark: Sendable {
             defer { try? FileManager.default.removeItem(at: directory) }
             var rows: [Row] = []
             for count in services { rows.append(try measure(count, node: node, directory: directory)) }
-            return Result(strategy: strategy, rounds: rounds, rows: rows)
+            return Result(strategy: strategy, prefixes: prefixes, rounds: rounds, rows: rows)
         }
     }
 
     private func measure(_ count: Int, node: NetworkNamespace, directory: URL) throws -> Row {
-        let policy = try Self.policy(count, strategy: strategy)
+        let policy = try Self.policy(count, strategy: strategy, prefixes: prefixes)
         let file = directory.appendingPathComponent("policy-\(count).yaml").path
         let more = directory.appendingPathComponent("policy-\(count)-plus-one.yaml").path
         try Self.yaml(policy, strategy: strategy).write(toFile: file, atomically: true, encoding: .utf8)
         var plusOne = policy
-        plusOne.interfaces[0].services.append(IPPrefix(host: .v4(0x0afa_0001)))   // 10.250.0.1: outside the generated range
+        // 10.250.0.1 (or 10.250.0.0/30): outside the generated range
+        plusOne.interfaces[0].services.append(prefixes ? try IPPrefix(.v4(0x0afa_0000), length: 30) : IPPrefix(host: .v4(0x0afa_0001)))
         try Self.yaml(plusOne, strategy: strategy).write(toFile: more, atomically: true, encoding: .utf8)
         let (batch, nft) = try Self.baselineFiles(Planner.plan(policy, strategy: strategy), in: directory, count: count)
 
@@ -123,9 +128,12 @@ public struct ApplyBenchmark: Sendable {
         return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 
-    /// N services 10.200.0.1… (first half via eth1, second via eth2), with the seed's gateways and clients.
-    static func policy(_ count: Int, strategy: Strategy) throws -> Policy {
-        let addresses = (0..<count).map { IPPrefix(host: .v4(0x0ac8_0000 + UInt32($0) + 1)) }
+    /// N services 10.200.0.1… or, with `prefixes`, 10.200.0.0/30, 10.200.0.4/30… (adjacent; first half via eth1,
+    /// second via eth2), with the seed's gateways and clients.
+    static func policy(_ count: Int, strategy: Strategy, prefixes: Bool = false) throws -> Policy {
+        let addresses = try (0..<count).map { i throws(PrefixError) in
+            prefixes ? try IPPrefix(.v4(0x0ac8_0000 + 4 * UInt32(i)), length: 30) : IPPrefix(host: .v4(0x0ac8_0000 + UInt32(i) + 1))
+        }
         var ownership = Ownership()
         if strategy == .source { ownership.priorityCount = UInt32(max(10_000, count + 200)) }
         return Policy(name: "bench", interfaces: [

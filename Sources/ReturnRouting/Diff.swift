@@ -44,8 +44,9 @@ struct NftActions {
     var transition: String?
     /// One libnftables transaction.
     var script: String?
-    /// Hash-set elements over nfnetlink, each set in one transaction, right after `script`.
-    var updates: [(set: String, add: [[UInt8]], remove: [[UInt8]])] = []
+    /// Set elements (hash sets' keys, interval sets' start and end elements) over nfnetlink, each set in one
+    /// transaction (its deletes and adds together), right after `script`.
+    var updates: [(set: String, add: [NftSetElement], remove: [NftSetElement])] = []
     var deleteTable = false
 }
 
@@ -60,28 +61,30 @@ extension ReturnRouter {
             report.removed += max(0, current.objectCount - 1)
             return NftActions(deleteTable: true)
         case (let desired?, nil):
-            // A new table: its structure (and interval sets' elements) in one transaction, hash sets' elements
-            // over nfnetlink; nothing points at it until the rules are added after both.
+            // A new table: its structure in one transaction, the sets' elements over nfnetlink (one transaction per
+            // set); nothing points at it until the rules are added after both.
             let elements = desired.sets.reduce(0) { $0 + $1.elements.count }
             report.record(.add, .nft, "table \(table) (\(desired.objectCount) objects: sets, chains, rules; \(elements) elements)",
                           "\(execPrefix)nft -f - <<'EOF'\n\(desired.creationScript())EOF")
             report.added += desired.objectCount + elements - 1
-            let updates = desired.sets.filter { !$0.interval && !$0.elements.isEmpty }
-                .map { (set: $0.name, add: $0.elements.map(\.address.bytes), remove: [[UInt8]]()) }
-            return NftActions(script: desired.creationScript(hashSetElements: false), updates: updates)
+            let updates = desired.sets.filter { !$0.elements.isEmpty }
+                .map { set in (set: set.name, add: set.interval ? set.elements.flatMap { NftInterval($0).elements }
+                                                                : set.elements.map { NftSetElement(key: $0.address.bytes) },
+                               remove: [NftSetElement]()) }
+            return NftActions(script: desired.creationScript(elements: false), updates: updates)
         case (let desired?, let current?) where current.matches:
-            // Same structure: only set elements change — hash sets over nfnetlink, interval sets in one script.
+            // Same structure: only set elements change, over nfnetlink, one transaction per set.
             report.unchanged += desired.objectCount
             var actions = NftActions()
-            var script = ""
             for set in desired.sets {
                 if set.interval {
-                    script += elementLines(set, have: current.intervals[set.name] ?? [], &report)
+                    if let update = intervalSetUpdate(set, have: current.intervals[set.name] ?? [], &report) {
+                        actions.updates.append(update)
+                    }
                 } else if let update = hashSetUpdate(set, have: current.addresses[set.name] ?? [], &report) {
                     actions.updates.append(update)
                 }
             }
-            actions.script = script.isEmpty ? nil : script
             return actions
         case (let desired?, let current?):
             // Another structure (strategy, interfaces, kinds of set): replaced in place, in ONE transaction — chains
@@ -106,7 +109,7 @@ extension ReturnRouter {
             for set in desired.sets {
                 if current.sets.contains(where: { $0.name == set.name && $0.isInterval == set.interval }) {
                     report.unchanged += 1
-                    let have = set.interval ? current.intervals[set.name] ?? []
+                    let have = set.interval ? (current.intervals[set.name] ?? []).map(\.description)
                                             : (current.addresses[set.name] ?? []).sorted().map(\.description)
                     script += elementLines(set, have: have, &report)
                 } else {
@@ -131,7 +134,7 @@ extension ReturnRouter {
 
     /// Adds and deletes of a hash set's elements, for nfnetlink.
     private func hashSetUpdate(_ set: NftTable.Set, have: Set<IPAddress>,
-                               _ report: inout Report) -> (set: String, add: [[UInt8]], remove: [[UInt8]])? {
+                               _ report: inout Report) -> (set: String, add: [NftSetElement], remove: [NftSetElement])? {
         let want = set.elements.map(\.address)
         let wanted = Set(want)
         let add = want.filter { !have.contains($0) }
@@ -141,7 +144,30 @@ extension ReturnRouter {
         for element in add { report.record(.add, .nft, "element \(element) of set \(set.name)", "\(execPrefix)nft 'add element \(table) \(set.name) { \(element) }'") }
         for element in drop { report.record(.remove, .nft, "element \(element) of set \(set.name)", "\(execPrefix)nft 'delete element \(table) \(set.name) { \(element) }'") }
         guard !add.isEmpty || !drop.isEmpty else { return nil }
-        return (set: set.name, add: add.map(\.bytes), remove: drop.map(\.bytes))
+        return (set: set.name, add: add.map { NftSetElement(key: $0.bytes) }, remove: drop.map { NftSetElement(key: $0.bytes) })
+    }
+
+    /// Deletes and adds of an interval set's intervals (start and end elements), for nfnetlink. An interval in
+    /// the kernel that is no prefix of the policy (a range added by hand) is deleted by its own elements.
+    private func intervalSetUpdate(_ set: NftTable.Set, have: [NftInterval],
+                                   _ report: inout Report) -> (set: String, add: [NftSetElement], remove: [NftSetElement])? {
+        // Compared as prefixes (cheap to hash); an interval in the kernel that is no prefix is always dropped.
+        var wanted = Set<IPPrefix>()
+        wanted.reserveCapacity(set.elements.count)
+        let want = set.elements.filter { wanted.insert($0).inserted }
+        var had = Set<IPPrefix>()
+        had.reserveCapacity(have.count)
+        var drop: [NftInterval] = []
+        for interval in have {
+            if let prefix = interval.prefix, wanted.contains(prefix) { had.insert(prefix) } else { drop.append(interval) }
+        }
+        let add = want.filter { !had.contains($0) }.map { NftInterval($0) }
+        report.unchanged += want.count - add.count
+        let table = NftTable.qualifiedName
+        for interval in add { report.record(.add, .nft, "element \(interval) of set \(set.name)", "\(execPrefix)nft 'add element \(table) \(set.name) { \(interval) }'") }
+        for interval in drop { report.record(.remove, .nft, "element \(interval) of set \(set.name)", "\(execPrefix)nft 'delete element \(table) \(set.name) { \(interval) }'") }
+        guard !add.isEmpty || !drop.isEmpty else { return nil }
+        return (set: set.name, add: add.flatMap(\.elements), remove: drop.flatMap(\.elements))
     }
 
     /// `add element` / `delete element` lines that turn `have` (as nft prints elements) into the set's elements.

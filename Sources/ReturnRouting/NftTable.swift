@@ -88,12 +88,12 @@ public struct NftTable: Sendable, Equatable {
         "\(verb) element \(Self.qualifiedName) \(set) { \(elements.joined(separator: ", ")) }\n"
     }
 
-    /// The whole table from nothing, in one transaction. Without `hashSetElements`, the elements of hash sets are
-    /// left to nfnetlink (faster at 10k): apply adds them before any rule points at the table.
-    public func creationScript(hashSetElements: Bool = true) -> String {
+    /// The whole table from nothing, in one transaction. Without `elements`, the elements of every set (hash and
+    /// interval) are left to nfnetlink (faster at 10k): apply adds them before any rule points at the table.
+    public func creationScript(elements: Bool = true) -> String {
         var text = "add table \(Self.qualifiedName) { comment \"\(Self.tableComment)\"; }\n"
         for set in sets { text += addSet(set) }
-        for set in sets where !set.elements.isEmpty && (hashSetElements || set.interval) {
+        for set in sets where !set.elements.isEmpty && elements {
             text += elementCommand("add", set.name, set.elements.map(\.description))
         }
         for chain in chains { text += addChain(chain) + ruleCommands(chain) }

@@ -254,7 +254,7 @@ public final class ReturnRouter {
         Failpoint.step("nft transaction")
     }
 
-    /// nfnetlink, for the table's chains, rules and sets, and hash-set elements; also tells whether the kernel
+    /// nfnetlink, for the table's chains, rules and sets, and set elements (hash and interval); also tells whether the kernel
     /// has nf_tables.
     func netfilterSocket() throws(ApplyError) -> NetlinkSocket {
         if let netfilter = netfilterCache { return netfilter }
@@ -267,7 +267,7 @@ public final class ReturnRouter {
         }
     }
 
-    /// libnftables, made when first needed (creating, changing or deleting the table; interval sets).
+    /// libnftables, made when first needed (creating, changing or deleting the table's structure).
     func libnftables() throws(ApplyError) -> Nftables {
         if let made = nftablesCache { return made }
         let made = try Nftables(namespace: namespace)

@@ -1,4 +1,3 @@
-import Foundation
 import Netlink
 
 /// What of ours is in the namespace now: rules and routes under the ownership in use, those still held under
@@ -19,8 +18,8 @@ struct CurrentTable {
     var sets: [NetlinkSocket.NftSetInfo]
     /// Elements of the desired sets that exist with the desired kind: hash sets read over nfnetlink…
     var addresses: [String: Set<IPAddress>] = [:]
-    /// …interval sets as nft prints them.
-    var intervals: [String: [String]] = [:]
+    /// …and interval sets' intervals (start and end elements), also over nfnetlink.
+    var intervals: [String: [NftInterval]] = [:]
     /// Whether chains, rules (by their comments) and sets are exactly the desired structure.
     var matches = false
 
@@ -71,14 +70,15 @@ extension ReturnRouter {
         } catch { throw .netlink(error) }
         guard let desired else { return table }
         for set in desired.sets where table.sets.contains(where: { $0.name == set.name && $0.isInterval == set.interval }) {
-            if set.interval {
-                table.intervals[set.name] = try intervalElements(set.name)
-            } else {
-                do {
+            do {
+                if set.interval {
+                    table.intervals[set.name] = NftInterval.intervals(
+                        try netfilter.nftSetElementsWithFlags(family: family, table: name, set: set.name))
+                } else {
                     table.addresses[set.name] = Set(try netfilter.nftSetElements(family: family, table: name, set: set.name)
                         .compactMap { IPAddress(bytes: $0) })
-                } catch { throw .netlink(error) }
-            }
+                }
+            } catch { throw .netlink(error) }
         }
         let comment = desired.ruleComment
         table.matches = Set(table.chains) == Set(desired.chains.map(\.name))
@@ -87,41 +87,6 @@ extension ReturnRouter {
             && table.sets.count == desired.sets.count
             && desired.sets.allSatisfy { set in table.sets.contains { $0.name == set.name && $0.isInterval == set.interval } }
         return table
-    }
-
-    /// The elements of an interval set as nft prints them ("10.0.0.0/24", "192.168.1.1"), through libnftables.
-    private func intervalElements(_ set: String) throws(ApplyError) -> [String] {
-        let output: String
-        let nft = try libnftables()
-        do { output = try nft.run("list set \(NftTable.qualifiedName) \(set)", json: true) } catch {
-            throw .nft(error)
-        }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
-              let items = object["nftables"] as? [[String: Any]] else {
-            throw .nft(NftError(script: "list set \(NftTable.qualifiedName) \(set)", message: "unreadable JSON from libnftables"))
-        }
-        var elements: [String] = []
-        for item in items {
-            guard let body = item["set"] as? [String: Any] else { continue }
-            for value in body["elem"] as? [Any] ?? [] {
-                guard let text = Self.elementText(value) else {
-                    throw .nft(NftError(script: "list set \(NftTable.qualifiedName) \(set)", message: "unknown element \(value)"))
-                }
-                elements.append(text)
-            }
-        }
-        return elements
-    }
-
-    /// "192.168.1.1", {"prefix": {"addr": "10.0.0.0", "len": 8}} or {"elem": {"val": …}} → text as IPPrefix prints it.
-    static func elementText(_ value: Any) -> String? {
-        if let text = value as? String { return text }
-        guard let object = value as? [String: Any] else { return nil }
-        if let prefix = object["prefix"] as? [String: Any], let address = prefix["addr"] as? String, let length = prefix["len"] as? Int {
-            return "\(address)/\(length)"
-        }
-        if let elem = object["elem"] as? [String: Any], let inner = elem["val"] { return elementText(inner) }
-        return nil
     }
 }
 

@@ -46,6 +46,12 @@ extension ReturnRouter {
                 }
                 seen[service] = seen[service] ?? entry.name
             }
+            // An interval set holds disjoint intervals only (the kernel refuses an overlap; nft's auto-merge is not
+            // set): a prefix inside another of the same interface would fail the apply half-way. Adjacent prefixes
+            // (10.0.0.0/30, 10.0.0.4/30) are fine, and are kept as they are.
+            if strategy == .mark, let (outer, inner) = Self.nestedServices(entry.services) {
+                throw .invalid("\(at)service \(inner.cidr) of \(entry.name) is inside its service \(outer.cidr): an nftables interval set cannot hold both; list only \(outer.cidr)")
+            }
             // An exempt prefix that covers the gateway or the clients would send their replies to main: the very
             // asymmetry the policy is for (Kubernetes' default service CIDR 10.96.0.0/12 covers 10.96–10.111.x.x).
             for exempt in policy.exempt {
@@ -86,6 +92,24 @@ extension ReturnRouter {
         guard policy.interfaces.count + 1 <= Int(own.tableCount) else {
             throw .invalid("the table range of \(own.tableCount) cannot hold \(policy.interfaces.count + 1) tables")
         }
+    }
+
+    /// A prefix and another inside it (or equal to it listed twice with different lengths), among services that
+    /// are not all host addresses; nil when they are disjoint.
+    static func nestedServices(_ services: [IPPrefix]) -> (IPPrefix, IPPrefix)? {
+        for family in [AddressFamily.inet, .inet6] {
+            let prefixes = services.filter { $0.family == family }
+            guard prefixes.contains(where: { !$0.isHost }) else { continue }
+            // By address, then shorter first: a prefix inside another comes after it, and after any prefix that
+            // is inside it too.
+            let sorted = Set(prefixes).sorted { ($0.address, $0.length) < ($1.address, $1.length) }
+            var cover: IPPrefix?
+            for prefix in sorted {
+                if let outer = cover, outer.contains(prefix.address) { return (outer, prefix) }
+                cover = prefix
+            }
+        }
+        return nil
     }
 
     /// Whether the kernel routes `address` as local here. "Unreachable" means it is not local.

@@ -15,6 +15,9 @@ struct BenchApply: ParsableCommand {
     @Option(name: .long, help: "static, source, mark or ingress (mark: the services are in the policy).")
     var strategy: Strategy = .mark
 
+    @Flag(name: .long, help: "Services as /30 prefixes (mark: interval sets) instead of addresses.")
+    var prefixes = false
+
     @Option(name: .long, help: "Runs per measurement; the median is printed.")
     var rounds = 5
 
@@ -27,7 +30,7 @@ struct BenchApply: ParsableCommand {
     }
 
     func run() throws {
-        let result = try ApplyBenchmark(services: services, strategy: strategy, rounds: rounds, manager: LabSupport.manager(),
+        let result = try ApplyBenchmark(services: services, strategy: strategy, prefixes: prefixes, rounds: rounds, manager: LabSupport.manager(),
                                         executable: LabSupport.executablePath()).run()
         print(json ? result.json : result.table)
     }

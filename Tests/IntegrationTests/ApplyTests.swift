@@ -110,6 +110,80 @@ struct ApplyTests {
         }
     }
 
+    /// Services as prefixes (mark's interval sets, over nfnetlink): the seed's services inside prefixes (adjacent
+    /// ones, and one at the top of the address space, which has no end element), one prefix added, one replaced
+    /// (its start key both deleted and added in one transaction), nested prefixes refused.
+    @Test func prefixServicesUseIntervalSetsOverNfnetlink() throws {
+        try withLab { lab in
+            let node = try ns(lab, "node")
+            let before = try dumps(node)
+            let policy = { (services: String) in """
+                apiVersion: returnpath.dev/v1alpha1
+                kind: ReturnTrafficPolicy
+                metadata: {name: t}
+                spec:
+                  strategy: mark
+                  interfaces:
+                    - {name: eth1, gateway: 10.111.221.21, services: [\(services)]}
+                    - {name: eth2, gateway: 10.111.222.21, services: [192.168.2.1, 10.9.0.0/16]}
+                """ }
+            let path = try writeTemporary(policy("192.168.1.0/30, 192.168.1.4/30, 255.255.255.0/24"))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let first = try applyJSON(["--lab", lab, "-f", path])
+            #expect(first.status == 0, "\(first.raw.errors)")
+            func set(_ name: String) throws -> String {
+                try run(["ip", "netns", "exec", node.name!, "nft", "list", "set", "inet", "returnpath", name])
+            }
+            let listed = try set("svcnet_1")
+            for element in ["192.168.1.0/30", "192.168.1.4/30", "255.255.255.0/24"] { #expect(listed.contains(element), "\(listed)") }
+            #expect(try set("svcnet_2").contains("10.9.0.0/16"))
+
+            let (status, flows, raw) = try probe(lab)
+            #expect(status == 0, "\(raw.output)")
+            for key in ["client1>192.168.1.1:3000", "client2>192.168.2.1:3000"] {
+                #expect(flows[key]?["verdict"] as? String == "symmetric", "\(key)")
+            }
+
+            let applied = try dumps(node)
+            let second = try applyJSON(["--lab", lab, "-f", path])
+            #expect(second.status == 0)
+            #expect(second.object["added"] as? Int == 0)
+            #expect(second.object["removed"] as? Int == 0)
+            #expect(try dumps(node) == applied)
+
+            let handles = try run(["ip", "netns", "exec", node.name!, "nft", "-a", "list", "chain", "inet", "returnpath", "output"])
+            try policy("192.168.1.0/30, 192.168.1.4/30, 255.255.255.0/24, 192.168.1.8/30").write(toFile: path, atomically: true, encoding: .utf8)
+            let added = try applyJSON(["--lab", lab, "-f", path])
+            #expect(added.status == 0, "\(added.raw.errors)")
+            #expect(added.object["added"] as? Int == 1)
+            #expect(added.object["removed"] as? Int == 0)
+            #expect((added.object["changes"] as? [[String: Any]] ?? []).map { $0["object"] as? String } == ["element 192.168.1.8/30 of set svcnet_1"])
+            #expect(try run(["ip", "netns", "exec", node.name!, "nft", "-a", "list", "chain", "inet", "returnpath", "output"]) == handles)
+            #expect(try set("svcnet_1").contains("192.168.1.8/30"))
+
+            try policy("192.168.1.0/30, 192.168.1.4/31, 255.255.255.0/24, 192.168.1.8/30").write(toFile: path, atomically: true, encoding: .utf8)
+            let replaced = try applyJSON(["--lab", lab, "-f", path])
+            #expect(replaced.status == 0, "\(replaced.raw.errors)")
+            #expect(replaced.object["added"] as? Int == 1)
+            #expect(replaced.object["removed"] as? Int == 1)
+            #expect(Set((replaced.object["changes"] as? [[String: Any]] ?? []).compactMap { $0["object"] as? String })
+                    == ["element 192.168.1.4/31 of set svcnet_1", "element 192.168.1.4/30 of set svcnet_1"])
+            #expect(!(try set("svcnet_1").contains("192.168.1.4/30")))
+            #expect(try run(["ip", "netns", "exec", node.name!, "nft", "-a", "list", "chain", "inet", "returnpath", "output"]) == handles)
+            #expect(try probe(lab).flows["client1>192.168.1.1:3000"]?["verdict"] as? String == "symmetric")
+
+            let kept = try dumps(node)
+            try policy("192.168.1.0/24, 192.168.1.4/30").write(toFile: path, atomically: true, encoding: .utf8)
+            let nested = try returnpath(["apply", "--lab", lab, "-f", path])
+            #expect(nested.status == 2)
+            #expect(nested.errors.contains("service 192.168.1.4/30 of eth1 is inside its service 192.168.1.0/24"), "\(nested.errors)")
+            #expect(try dumps(node) == kept)
+
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+            #expect(try dumps(node) == before)
+        }
+    }
+
     @Test func invalidPoliciesAreRefusedAndNothingChanges() throws {
         try withLab { lab in
             let node = try ns(lab, "node")
