@@ -30,17 +30,10 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Policy file (YAML), watched for changes. With --lab, default: derived from the lab's topology.")
     var file: String?
 
-    @Option(name: .long, help: "static, source, mark or ingress. Default: the policy's, else source.")
+    @Option(name: .long, help: "static, source, mark or ingress. Default: the policy's, else source (ingress when a service is announced through several interfaces).")
     var strategy: Strategy?
 
-    @Option(name: .long, help: "Act on a lab's host (see --host).")
-    var lab: String?
-
-    @Option(name: .long, help: "With --lab: the host (default node).")
-    var host = "node"
-
-    @Option(name: .long, help: "Act on this named network namespace (ip netns).")
-    var netns: String?
+    @OptionGroup var target: TargetOptions
 
     @Option(name: .long, help: "Serve /metrics, /healthz and /readyz on ADDR:PORT (e.g. 127.0.0.1:9712; port 0: any free port). Default: off.")
     var metricsAddress: String?
@@ -55,7 +48,6 @@ struct AgentCommand: ParsableCommand {
     var logFormat: LogFormat = .text
 
     func validate() throws {
-        if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
         if !(resyncInterval >= 0.1 && resyncInterval <= 86400) { throw ValidationError("--resync-interval takes 0.1 to 86400 seconds") }
         if let metricsAddress, MetricsAddress(metricsAddress) == nil {
             throw ValidationError("--metrics-address takes ADDR:PORT or [ADDR]:PORT with a numeric address, e.g. 127.0.0.1:9712")
@@ -67,25 +59,9 @@ struct AgentCommand: ParsableCommand {
         var logger = Logger(label: "returnpath.agent")
         logger[metadataKey: "target"] = nil
 
-        var configuration: AgentConfiguration
-        if let lab {
-            try LabSupport.checkName(lab)
-            let (_, topology) = try LabSupport.topology(of: lab)
-            guard topology.host(host) != nil else {
-                throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
-            }
-            configuration = AgentConfiguration(namespace: try Self.namespace(Topology.namespaceName(lab: lab, host: host)))
-            if file == nil {
-                guard let derived = Policy.derived(from: topology, host: host) else {
-                    throw fail("lab \(lab): no interface of \(host) leads to a router that routes its services; give -f POLICY", code: 2)
-                }
-                configuration.policy = derived
-            }
-        } else if let netns {
-            configuration = AgentConfiguration(namespace: try Self.namespace(netns))
-        } else {
-            configuration = AgentConfiguration(namespace: .current)
-        }
+        let (namespace, topology) = try target.resolve()
+        var configuration = AgentConfiguration(namespace: namespace)
+        if file == nil, let topology { configuration.policy = try target.derivedPolicy(topology) }
         if let file { configuration.policyPath = URL(fileURLWithPath: file).path }
         configuration.strategy = strategy
         configuration.resyncInterval = resyncInterval
@@ -113,7 +89,7 @@ struct AgentCommand: ParsableCommand {
         fflush(nil)   // the report before the logs, also when standard output is a pipe
         logger.notice("watching", metadata: [
             "strategy": "\(chosen.rawValue)", "resync_interval_s": "\(resyncInterval)",
-            "policy": "\(configuration.policyPath ?? "derived from lab \(lab ?? "")")",
+            "policy": "\(configuration.policyPath ?? "derived from lab \(target.lab ?? "")")",
         ])
 
         let address = metricsAddress.flatMap(MetricsAddress.init)
@@ -131,12 +107,6 @@ struct AgentCommand: ParsableCommand {
         }
     }
 
-    private static func namespace(_ name: String) throws -> NetworkNamespace {
-        guard let ns = try? NetworkNamespace(named: name), ns.exists else {
-            throw fail("network namespace \(name) does not exist", code: 2)
-        }
-        return ns
-    }
 }
 
 /// How log lines look: swift-log is bootstrapped before the arguments are parsed, so the handler factory reads

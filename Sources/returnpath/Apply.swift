@@ -7,7 +7,7 @@ import ReturnRouting
 
 extension Strategy: ExpressibleByArgument {}
 
-/// Where apply and remove act: a lab's host, a named namespace, or the current namespace.
+/// Where apply, remove and the agent act: a lab's host, a named namespace, or the current namespace.
 struct TargetOptions: ParsableArguments {
     @Option(name: .long, help: "Act on a lab's host (see --host).")
     var lab: String?
@@ -18,12 +18,8 @@ struct TargetOptions: ParsableArguments {
     @Option(name: .long, help: "Act on this named network namespace (ip netns).")
     var netns: String?
 
-    @Option(name: .long, help: "Wait up to SECONDS for another returnpath changing the same namespace (default 10).")
-    var wait: Double = 10
-
     func validate() throws {
         if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
-        if !(wait >= 0 && wait <= 86400) { throw ValidationError("--wait takes 0 to 86400 seconds") }
     }
 
     /// The namespace, and the lab topology when --lab.
@@ -40,11 +36,29 @@ struct TargetOptions: ParsableArguments {
         return (.current, nil)
     }
 
+    /// The policy a lab implies for the host (no -f with --lab).
+    func derivedPolicy(_ topology: Topology) throws -> Policy {
+        guard let derived = Policy.derived(from: topology, host: host) else {
+            throw fail("lab \(lab ?? topology.name): no interface of \(host) leads to a router that routes its services; give -f POLICY", code: 2)
+        }
+        return derived
+    }
+
     private func namespace(_ name: String) throws -> NetworkNamespace {
         guard let ns = try? NetworkNamespace(named: name), ns.exists else {
             throw fail("network namespace \(name) does not exist", code: 2)
         }
         return ns
+    }
+}
+
+/// How long apply and remove wait for another writer of the same namespace.
+struct WaitOption: ParsableArguments {
+    @Option(name: .long, help: "Wait up to SECONDS for another returnpath changing the same namespace (default 10).")
+    var wait: Double = 10
+
+    func validate() throws {
+        if !(wait >= 0 && wait <= 86400) { throw ValidationError("--wait takes 0 to 86400 seconds") }
     }
 }
 
@@ -68,6 +82,8 @@ struct ApplyCommand: ParsableCommand {
 
     @OptionGroup var target: TargetOptions
 
+    @OptionGroup var waiting: WaitOption
+
     @Flag(name: .long, help: "Change nothing; print the plan as ip, nft and sysctl commands.")
     var dryRun = false
 
@@ -79,11 +95,8 @@ struct ApplyCommand: ParsableCommand {
         let policy: Policy
         if let file {
             do { policy = try PolicyFile.load(path: file) } catch { throw fail(error.description, code: 2) }
-        } else if let topology, let lab = target.lab {
-            guard let derived = Policy.derived(from: topology, host: target.host) else {
-                throw fail("lab \(lab): no interface of \(target.host) leads to a router that routes its services; give -f POLICY", code: 2)
-            }
-            policy = derived
+        } else if let topology {
+            policy = try target.derivedPolicy(topology)
         } else {
             throw fail("no policy: give -f POLICY.yaml (or --lab NAME to derive one from a lab)", code: 2)
         }
@@ -98,7 +111,7 @@ struct ApplyCommand: ParsableCommand {
         let report: Report
         do {
             let router = try ReturnRouter(namespace: namespace)
-            let lock = dryRun ? nil : try router.lock(role: "apply", wait: target.wait)
+            let lock = dryRun ? nil : try router.lock(role: "apply", wait: waiting.wait)
             report = try withExtendedLifetime(lock) { () throws(ApplyError) in
                 try router.apply(policy, strategy: chosen, dryRun: dryRun)
             }

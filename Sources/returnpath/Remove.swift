@@ -8,6 +8,8 @@ struct RemoveCommand: ParsableCommand {
 
     @OptionGroup var target: TargetOptions
 
+    @OptionGroup var waiting: WaitOption
+
     @Flag(name: .long, help: "Change nothing; print what would be removed as commands.")
     var dryRun = false
 
@@ -19,7 +21,7 @@ struct RemoveCommand: ParsableCommand {
         let report: Report
         do {
             let router = try ReturnRouter(namespace: namespace)
-            let lock = dryRun ? nil : try router.lock(role: "remove", wait: target.wait)
+            let lock = dryRun ? nil : try router.lock(role: "remove", wait: waiting.wait)
             report = try withExtendedLifetime(lock) { () throws(ApplyError) in try router.remove(dryRun: dryRun) }
         } catch {
             throw fail(error.description, code: error.exitCode)
