@@ -258,8 +258,8 @@ public struct Doctor: Sendable {
     }
 
     /// The policy the record and the kernel imply: the record's interfaces (by slot), each one's gateway from its
-    /// table's default route (0.0.0.0 when it is gone), its services from returnpath's own objects (mark: the
-    /// nftables set; source: the from-rules; otherwise the addresses on lo), its clients from static routes.
+    /// table's default route (0.0.0.0 when it is gone), its services from returnpath's own objects (mark and
+    /// ingress: the nftables sets; source: the from-rules; otherwise none), its clients from static routes.
     func impliedPolicy(_ record: AppliedRecord, lo: [IPPrefix], _ notes: inout [String]) -> Policy {
         let own = record.ownership
         var interfaces: [Policy.Interface] = []
@@ -269,7 +269,9 @@ public struct Doctor: Sendable {
             let gateway6 = state.routes(inTable: table, family: .inet6).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
             var services: [IPPrefix] = []
             switch record.strategy {
-            case .mark?:
+            case .mark?, .ingress?:
+                // mark's sets; ingress keeps the same sets (of the services listed on one interface) for its
+                // by-source fallback.
                 for set in ["svc_\(slot)", "svcnet_\(slot)", "svc6_\(slot)", "svcnet6_\(slot)"] {
                     if let collection = state.nftables.collection(family: "inet", table: "returnpath", name: set) {
                         services += collection.elements.compactMap { element -> IPPrefix? in

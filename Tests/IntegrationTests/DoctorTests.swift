@@ -266,6 +266,10 @@ struct DoctorTests {
             let object = try JSONSerialization.jsonObject(with: Data(record.output.utf8)) as? [String: Any] ?? [:]
             #expect(object["source"] as? String == "record")
             #expect(errorIDs(object).contains(FindingID.drift))
+            // After apply, the record alone finds nothing (ingress's fallback sets are read back like mark's).
+            #expect(try returnpath("apply", "--lab", lab, "--strategy", "ingress").status == 0)
+            let clean = try returnpath("doctor", "--netns", node.name!)
+            #expect(clean.status == 0, "\(clean.output)\(clean.errors)")
         }
     }
 
