@@ -82,7 +82,7 @@ let package = Package(
         // Benchmarks: the engines behind `returnpath bench …` (each measured against the obvious alternative).
         .target(
             name: "Benchmarks",
-            dependencies: ["Netlink", "Namespace", "Lab", "ReturnRouting"]
+            dependencies: ["CNftables", "Netlink", "Namespace", "Lab", "ReturnRouting"]
         ),
         // The agent: keeps a namespace equal to the policy (events, debounced reconciles, periodic resync, policy
         // file watch), with metrics and health endpoints.
