@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Agent", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
+                "Agent", "Benchmarks", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -260,7 +260,7 @@ public struct AgentBenchmark: Sendable {
     }
 
     static func reconciles(port: Int) -> Int {
-        guard let text = try? httpGet(port: port, "/metrics") else { return 0 }
+        guard let text = try? localHTTPGet(port: port, "/metrics").body else { return 0 }
         return text.split(separator: "\n").filter { $0.hasPrefix("returnpath_reconciles_total{") }
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0) { $0 + Int($1) }
     }
@@ -352,20 +352,18 @@ final class BenchedAgent: @unchecked Sendable {
     }
 }
 
-/// GET http://127.0.0.1:PORT/PATH (HTTP/1.0 over a plain socket): the body.
-func httpGet(port: Int, _ path: String) throws -> String {
+/// GET http://127.0.0.1:PORT/PATH over a plain socket (the agent's metrics and health endpoints): status and body.
+/// The benchmark and the agent's tests both read the agent with it.
+public func localHTTPGet(port: Int, _ path: String) throws(BenchmarkError) -> (status: Int, body: String) {
+    guard let port16 = UInt16(exactly: port) else { throw .failed("port \(port) is out of range") }
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw BenchmarkError.failed("socket: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw .failed("socket: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
-    address.sin_addr.s_addr = in_addr_t(UInt32(0x7f00_0001).bigEndian)
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw BenchmarkError.failed("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
-    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let connected = withSocketAddress(.v4(0x7f00_0001), port16) { connect(fd, $0, $1) }
+    guard connected == 0 else { throw .failed("connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var data: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
@@ -375,5 +373,8 @@ func httpGet(port: Int, _ path: String) throws -> String {
         data += buffer[0..<n]
     }
     let text = String(decoding: data, as: UTF8.self)
-    return text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    guard let head = text.range(of: "\r\n\r\n") else { throw .failed("no HTTP response from 127.0.0.1:\(port): \(text)") }
+    let statusLine = text[..<head.lowerBound].split(separator: "\r\n").first ?? ""
+    let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, String(text[head.upperBound...]))
 }

@@ -1,3 +1,4 @@
+import Benchmarks
 import Foundation
 import Synchronization
 import Testing
@@ -95,36 +96,8 @@ func waitUntil(timeout: Double, interval: Double = 0.002, _ condition: () throws
     return try condition()
 }
 
-/// GET http://127.0.0.1:PORT/PATH over a plain socket: status code and body.
-func httpGet(port: Int, _ path: String) throws -> (status: Int, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw CommandFailed(description: "socket: \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = in_addr_t(UInt32(0x7f00_0001).bigEndian)
-    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw CommandFailed(description: "connect 127.0.0.1:\(port): errno \(errno)") }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-    var data: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if n <= 0 { break }
-        data += buffer[0..<n]
-    }
-    let text = String(decoding: data, as: UTF8.self)
-    guard let head = text.range(of: "\r\n\r\n") else { throw CommandFailed(description: "no HTTP response: \(text)") }
-    let statusLine = text[..<head.lowerBound].split(separator: "\r\n").first ?? ""
-    let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
-    return (status, String(text[head.upperBound...]))
-}
+/// The agent's endpoints, read as the benchmark reads them.
+func httpGet(port: Int, _ path: String) throws -> (status: Int, body: String) { try localHTTPGet(port: port, path) }
 
 /// Prometheus text → "name{labels}" → value.
 func parseMetrics(_ text: String) -> [String: Double] {
