@@ -37,6 +37,12 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The handle to one namespace, made once per command and passed down: its rtnetlink and nfnetlink sockets and
+        // its libnftables context (the one wrapper of libnftables, from the system: libnftables-dev).
+        .target(
+            name: "Handle",
+            dependencies: ["CNftables", "Namespace", "Netlink", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // Reading YAML documents (topologies, policies): every problem is FILE:LINE, and hostile input (deep nesting,
         // alias bombs, huge files) is refused, never a crash or a hang.
         .target(
@@ -47,12 +53,17 @@ let package = Package(
             ]
         ),
         // Labs: topology files, building them in namespaces, their services, DNAT rules (libnftables) and state.
+        // The built-in topologies are docs/*.yaml, embedded at build time (Sources/Lab/Topologies/ links to them).
         .target(
             name: "Lab",
             dependencies: [
-                "CLinux", "CNftables", "Netlink", "Namespace", "YAMLFile",
+                "CLinux", "Handle", "Netlink", "Namespace", "YAMLFile",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            resources: [
+                .embedInCode("Topologies/seed.yaml"), .embedInCode("Topologies/anycast.yaml"),
+                .embedInCode("Topologies/seed-k8s.yaml"), .embedInCode("Topologies/seed-dualstack.yaml"),
             ]
         ),
         // libpcap, from the system (libpcap-dev).
@@ -72,7 +83,7 @@ let package = Package(
         .target(
             name: "ReturnRouting",
             dependencies: [
-                "CNftables", "Netlink", "Namespace", "YAMLFile",
+                "Handle", "Netlink", "Namespace", "YAMLFile",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -82,7 +93,7 @@ let package = Package(
         // Benchmarks: the engines behind `returnpath bench …` (each measured against the obvious alternative).
         .target(
             name: "Benchmarks",
-            dependencies: ["CNftables", "Netlink", "Namespace", "Lab", "ReturnRouting"]
+            dependencies: ["Handle", "Netlink", "Namespace", "Lab", "ReturnRouting"]
         ),
         // The agent: keeps a namespace equal to the policy (events, debounced reconciles, periodic resync, policy
         // file watch), with metrics and health endpoints.
@@ -110,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "returnpath",
             dependencies: [
-                "Agent", "CLinux", "CNftables", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks", "Doctor",
+                "Agent", "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks", "Doctor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

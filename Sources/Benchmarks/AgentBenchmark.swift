@@ -1,5 +1,5 @@
-import CNftables
 import Foundation
+import Handle
 import Lab
 import Namespace
 import Netlink
@@ -106,15 +106,13 @@ public struct AgentBenchmark: Sendable {
             }
             // libnftables in this process (its socket made in the node's namespace): the flush has been committed
             // when the call returns, so the clock starts at the flush, not at an nft process's exit.
-            guard let nft = try node.perform({ nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) }) else {
-                throw BenchmarkError.failed("nft_ctx_new failed")
-            }
-            defer { nft_ctx_free(nft) }
-            nft_ctx_buffer_error(nft)
+            let nft: Nftables
+            do { nft = try Nftables(namespace: node) } catch { throw BenchmarkError.failed(error.description) }
             for _ in 0..<repeats {
-                let flushed = nft_run_cmd_from_buffer(nft, "flush table inet returnpath")
+                do { try nft.run("flush table inet returnpath", operation: "nft flush table inet returnpath") } catch {
+                    throw BenchmarkError.failed(error.description)
+                }
                 let start = Self.now()
-                guard flushed == 0 else { throw BenchmarkError.failed("nft flush table inet returnpath failed") }
                 // NFT_MSG_NEWRULE (6) in our table: the refill is one transaction, its rules arrive together.
                 if let t = Self.wait(events, since: start, { $0.kind == .nftables && $0.type == 6 && $0.nftTable == NftTable.name }) {
                     row.nft.append(t)

@@ -1,4 +1,5 @@
 import Foundation
+import Handle
 import Namespace
 import Netlink
 
@@ -70,13 +71,11 @@ public enum LabNat {
     }
 
     /// The lab's table in `namespace` as nft lists it, or nil when there is none.
-    public static func current(in namespace: NetworkNamespace) throws(NftCommandError) -> String? {
-        try NftablesContext.with(in: namespace) { context throws(NftCommandError) -> String? in
-            try current(context)
-        }
+    public static func current(in namespace: NetworkNamespace) throws(NftablesError) -> String? {
+        try current(try Nftables(namespace: namespace))
     }
 
-    private static func current(_ context: borrowing NftablesContext) throws(NftCommandError) -> String? {
+    private static func current(_ context: Nftables) throws(NftablesError) -> String? {
         do {
             return try context.run("list table inet \(table)", operation: "list table inet \(table)")
         } catch where error.isNoSuchObject {
@@ -87,7 +86,7 @@ public enum LabNat {
     /// Makes the lab's table in `namespace` hold exactly `entries` (no table when there are none), in one
     /// transaction; changes nothing when it already does.
     public static func converge(_ entries: [Topology.DNAT], lab: String,
-                                in namespace: NetworkNamespace) throws(NftCommandError) -> Change {
+                                in namespace: NetworkNamespace) throws(NftablesError) -> Change {
         if entries.isEmpty {
             // Most hosts have no entries: ask the kernel directly whether a table is left over (no libnftables).
             let exists: Bool
@@ -95,23 +94,20 @@ public enum LabNat {
                 let netfilter = try NetlinkSocket(namespace: namespace, family: NetlinkSocket.netfilter)
                 exists = try netfilter.nftTableComment(family: family, table: table) != nil
             } catch {
-                throw NftCommandError(operation: "look for table inet \(table) in \(namespace)", message: error.description)
+                throw .failed(operation: "look for table inet \(table) in \(namespace)", message: error.description)
             }
             guard exists else { return .unchanged }
-            try NftablesContext.with(in: namespace) { context throws(NftCommandError) in
-                try context.run("delete table inet \(table)", operation: "delete table inet \(table)")
-            }
+            try Nftables(namespace: namespace).run("delete table inet \(table)", operation: "delete table inet \(table)")
             return .removed
         }
         let wanted = listing(entries, lab: lab)
-        return try NftablesContext.with(in: namespace) { context throws(NftCommandError) -> Change in
-            let present = try current(context)
-            if let present, normalized(present) == normalized(wanted) { return .unchanged }
-            // Replace the whole table atomically: declaring it first makes the delete valid when it is missing.
-            let script = "add table inet \(table)\ndelete table inet \(table)\n" + wanted
-            try context.run(script, operation: "install DNAT rules (table inet \(table))")
-            return present == nil ? .created : .replaced
-        }
+        let context = try Nftables(namespace: namespace)
+        let present = try current(context)
+        if let present, normalized(present) == normalized(wanted) { return .unchanged }
+        // Replace the whole table atomically: declaring it first makes the delete valid when it is missing.
+        let script = "add table inet \(table)\ndelete table inet \(table)\n" + wanted
+        try context.run(script, operation: "install DNAT rules (table inet \(table))")
+        return present == nil ? .created : .replaced
     }
 
     /// Lines without trailing blanks, without trailing empty lines.

@@ -208,38 +208,7 @@ public final class EventSocket {
 
     private static func open(_ namespace: NetworkNamespace, family: Int32, groups: [UInt32],
                              receiveBuffer: Int) throws(NetlinkError) -> Int32 {
-        let fd: Int32
-        do {
-            fd = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: family)
-        } catch {
-            throw .namespace(error)
-        }
-        var size = Int32(clamping: receiveBuffer)
-        let length = socklen_t(MemoryLayout<Int32>.size)
-        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, length) != 0 {
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, length)
-        }
-        var address = sockaddr_nl()
-        address.nl_family = sa_family_t(AF_NETLINK)
-        let bound = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) == 0
-            }
-        }
-        if !bound {
-            let e = Errno(rawValue: errno)
-            close(fd)
-            throw .system(operation: "bind netlink event socket in \(namespace)", errno: e)
-        }
-        for group in groups {
-            var value = Int32(bitPattern: group)
-            if setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &value, length) != 0 {
-                let e = Errno(rawValue: errno)
-                close(fd)
-                throw .system(operation: "join netlink group \(group) in \(namespace)", errno: e)
-            }
-        }
-        return fd
+        try NetlinkDescriptor.open(namespace, family: family, receiveBuffer: Int32(clamping: receiveBuffer), groups: groups).fd
     }
 
     /// Reads every datagram queued on `fd` (one of `descriptors`) without blocking and appends the events they
@@ -247,14 +216,13 @@ public final class EventSocket {
     public func drain(_ fd: Int32, into events: inout [NetlinkEvent]) throws(NetlinkError) {
         let netfilter = fd == netfilterDescriptor
         while true {
-            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
-            if n < 0 {
-                let e = Errno(rawValue: errno)
-                if e == .interrupted { continue }
-                if e == .resourceTemporarilyUnavailable { return }
-                if e == .noBufferSpace {
-                    throw .system(operation: "read netlink events in \(namespace) (receive buffer overrun, events lost)", errno: e)
-                }
+            let n: Int
+            switch syscall({ recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC)) }) {
+            case .success(let count): n = count
+            case .failure(.resourceTemporarilyUnavailable): return
+            case .failure(.noBufferSpace):
+                throw .system(operation: "read netlink events in \(namespace) (receive buffer overrun, events lost)", errno: .noBufferSpace)
+            case .failure(let e):
                 throw .system(operation: "read netlink events in \(namespace)", errno: e)
             }
             if n == 0 { return }

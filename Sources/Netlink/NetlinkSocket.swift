@@ -48,51 +48,26 @@ public final class NetlinkSocket: Sendable {
     /// Opens a socket in `namespace` (created on a dedicated thread there; never moves the caller).
     /// `family` is NETLINK_ROUTE (rtnetlink) or NETLINK_NETFILTER (nf_tables).
     public init(namespace: NetworkNamespace = .current, family: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
-        let fd: Int32
-        do {
-            fd = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: family)
-        } catch {
-            throw .namespace(error)
-        }
-        func option(_ level: Int32, _ name: Int32, _ value: Int32) -> Bool {
-            var v = value
-            guard case .success = syscall({ setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }) else {
-                return false
-            }
-            return true
-        }
-        // Extended acks carry the kernel's explanation; capped acks do not echo our request back.
-        _ = option(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        // Dump requests are checked strictly, and filtered in the kernel (by table, protocol, interface).
-        if family == NETLINK_ROUTE { _ = option(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) }
-        _ = option(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        // Room for a whole pipeline window of acks; FORCE needs CAP_NET_ADMIN, so fall back quietly.
-        if !option(SOL_SOCKET, SO_RCVBUFFORCE, Self.socketReceiveBufferBytes) {
-            _ = option(SOL_SOCKET, SO_RCVBUF, Self.socketReceiveBufferBytes)
-        }
-        if !option(SOL_SOCKET, SO_SNDBUFFORCE, Self.socketSendBufferBytes) {
-            _ = option(SOL_SOCKET, SO_SNDBUF, Self.socketSendBufferBytes)
-        }
-        var timeout = timeval(tv_sec: Self.receiveTimeoutSeconds, tv_usec: 0)
-        _ = syscall { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
-
-        // Port id 0: the kernel assigns one (binding to getpid() fails once another netlink socket took it).
-        var address = sockaddr_nl()
-        address.nl_family = sa_family_t(AF_NETLINK)
-        var length = socklen_t(MemoryLayout<sockaddr_nl>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                syscall { bind(fd, sa, length) }.flatMap { _ in syscall { getsockname(fd, sa, &length) } }
-            }
-        }
-        if case .failure(let e) = bound {
-            close(fd)
-            throw .system(operation: "bind netlink socket in \(namespace)", errno: e)
-        }
+        let (fd, portID) = try NetlinkDescriptor.open(
+            namespace, family: family,
+            options: [
+                // Extended acks carry the kernel's explanation (Linux 4.12+); without them errors have only errno.
+                .init(level: SOL_NETLINK, name: NETLINK_EXT_ACK, value: 1, requiredFor: nil),
+                // Capped acks do not echo our request back (Linux 4.3+); without them acks are only larger.
+                .init(level: SOL_NETLINK, name: NETLINK_CAP_ACK, value: 1, requiredFor: nil),
+            ] + (family == NETLINK_ROUTE ? [
+                // Dump requests are checked strictly and filtered in the kernel (by table, protocol, interface):
+                // the readers rely on it (Linux 4.20+).
+                .init(level: SOL_NETLINK, name: NETLINK_GET_STRICT_CHK, value: 1,
+                      requiredFor: "NETLINK_GET_STRICT_CHK, kernel-filtered dumps, Linux 4.20+"),
+            ] : []),
+            // Room for a whole pipeline window of acks, and a window of requests in one sendmsg.
+            receiveBuffer: Self.socketReceiveBufferBytes, sendBuffer: Self.socketSendBufferBytes,
+            receiveTimeoutSeconds: Self.receiveTimeoutSeconds)
         self.fd = fd
         self.family = family
         self.namespace = namespace
-        self.portID = address.nl_pid
+        self.portID = portID
         self.state = Mutex(State(
             sequence: UInt32(truncatingIfNeeded: UInt64(time(nil))),
             buffer: .allocate(byteCount: Self.receiveBufferSize, alignment: 8)))

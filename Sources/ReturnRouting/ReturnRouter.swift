@@ -1,4 +1,5 @@
 import Foundation
+import Handle
 import Namespace
 import Netlink
 
@@ -10,7 +11,9 @@ import Netlink
 /// written to the record before the change it describes.
 public final class ReturnRouter {
     public let namespace: NetworkNamespace
-    let socket: NetlinkSocket
+    /// The namespace's sockets and libnftables context, made once by the caller.
+    let handle: NamespaceHandle
+    var socket: NetlinkSocket { handle.route }
     let store: RecordStore
     /// Names this namespace in /run/returnpath (records, locks): its cookie, which the kernel never reuses.
     public let key: String
@@ -18,15 +21,20 @@ public final class ReturnRouter {
     var ipPrefix: [String] { namespace.name.map { ["ip", "-n", $0] } ?? ["ip"] }
     var execPrefix: String { namespace.name.map { "ip netns exec \($0) " } ?? "" }
 
-    private var netfilterCache: NetlinkSocket?
-    private var nftablesCache: Nftables?
+    /// Opens a handle to `namespace` for this router alone.
+    public convenience init(namespace: NetworkNamespace) throws(ApplyError) {
+        let handle: NamespaceHandle
+        do { handle = try NamespaceHandle(namespace) } catch { throw .netlink(error) }
+        try self.init(handle: handle)
+    }
 
-    public init(namespace: NetworkNamespace) throws(ApplyError) {
-        self.namespace = namespace
-        do { socket = try NetlinkSocket(namespace: namespace) } catch { throw .netlink(error) }
+    /// A router working through `handle` (shared with the rest of the command).
+    public init(handle: NamespaceHandle) throws(ApplyError) {
+        self.handle = handle
+        namespace = handle.namespace
         // An inode number is reused by a later namespace, and a stale record would then "restore" sysctls that were
         // never ours: the cookie is unique for the kernel's lifetime.
-        if let cookie = socket.namespaceCookie() {
+        if let cookie = handle.route.namespaceCookie() {
             key = "netns-cookie-\(cookie)"
         } else {
             do { key = "netns-\(try namespace.inode())" } catch { throw .namespace(error) }
@@ -250,29 +258,32 @@ public final class ReturnRouter {
 
     private func runNft(_ script: String) throws(ApplyError) {
         let nft = try libnftables()
-        do { try nft.run(script) } catch { throw .nft(error) }
+        do { try nft.run(script, operation: "nft: the table inet returnpath in \(namespace)") } catch {
+            switch error {
+            case .failed(_, let message): throw .nft(NftError(script: script, message: message))
+            case .unavailable: throw .unsupported(error.description)
+            case .namespace(let e): throw .namespace(e)
+            }
+        }
         Failpoint.step("nft transaction")
     }
 
     /// nfnetlink, for the table's chains, rules and sets, and set elements (hash and interval); also tells whether the kernel
     /// has nf_tables.
     func netfilterSocket() throws(ApplyError) -> NetlinkSocket {
-        if let netfilter = netfilterCache { return netfilter }
-        do {
-            let made = try NetlinkSocket(namespace: namespace, family: NetlinkSocket.netfilter)
-            netfilterCache = made
-            return made
-        } catch {
+        do { return try handle.netfilter() } catch {
             throw .unsupported("this kernel has no nfnetlink (nf_tables) in \(namespace): \(error)")
         }
     }
 
     /// libnftables, made when first needed (creating, changing or deleting the table's structure).
     func libnftables() throws(ApplyError) -> Nftables {
-        if let made = nftablesCache { return made }
-        let made = try Nftables(namespace: namespace)
-        nftablesCache = made
-        return made
+        do { return try handle.nftables() } catch {
+            switch error {
+            case .namespace(let e): throw .namespace(e)
+            default: throw .unsupported(error.description)
+            }
+        }
     }
 }
 
