@@ -67,7 +67,11 @@ public struct RecordedRouteLookup: KernelRouteLookup {
         let result = query.inputInterface == nil ? path.result(of: path.routes.lookup(key)) : path.route(arriving: key).result
         switch result {
         case .local(let lookup):
-            let table = lookup.outcome.table ?? RouteTable.local
+            // IPv4 keeps the local table merged into main until the namespace's first rule of its own (fib_unmerge,
+            // never undone): the kernel then names main. A recorded state shows no history: no rules but the
+            // kernel's three is taken as never.
+            var table = lookup.outcome.table ?? RouteTable.local
+            if query.destination.family == .inet, table == RouteTable.local, !path.state.hasCustomRules { table = RouteTable.main }
             return KernelRoute(type: .local, table: table, device: "lo",
                                text: Self.text(query, type: .local, gateway: nil, device: "lo", table: table))
         case .sent(let lookup, let device, let gateway):

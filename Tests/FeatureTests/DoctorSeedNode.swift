@@ -4,7 +4,8 @@ import Foundation
 import ReturnRouting
 import Testing
 
-/// A recorded node for doctor's unit tests: the seed's node (docs/seed.yaml) as `ip -j` shows it in a fresh lab —
+/// A recorded node for doctor's unit tests: the seed's node (docs/seed.yaml) as `ip` shows its IPv4 side in a fresh
+/// lab (broadcast routes and the IPv6 link-local addresses left out) —
 /// eth0 10.111.220.11/24 with the default route via 10.111.220.1, eth1 10.111.221.11/24 and eth2 10.111.222.11/24
 /// towards the router (10.111.221.21, 10.111.222.21), svc1 192.168.1.1 and svc2 192.168.2.1 on lo, the kernel's three
 /// rules, rp_filter off — built from literals. Each test breaks or fixes it with the rules, routes, addresses and

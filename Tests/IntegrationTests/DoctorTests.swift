@@ -365,6 +365,11 @@ struct DoctorTests {
                 let recorded = try Doctor(state: state, request: request).run(kernel: RecordedRouteLookup(state))
                 #expect(!live.checks.isEmpty)
                 #expect(DoctorText.render(recorded) == DoctorText.render(live), "\(strategy ?? "before a fix")")
+                for (mine, kernel) in zip(recorded.checks, live.checks) {
+                    for (a, b) in [(mine.replyKernel, kernel.replyKernel)] + zip([mine.requestKernel], [kernel.requestKernel]).compactMap({ x, y in x.flatMap { a in y.map { (a, $0) } } }) {
+                        #expect(a.answer == b.answer, "\(strategy ?? "before a fix"): \(a.command)")
+                    }
+                }
                 #expect(try DoctorOutput(recorded).json() == DoctorOutput(live).json(), "\(strategy ?? "before a fix")")
                 #expect(live.findings.allSatisfy { $0.id != FindingID.kernelDisagrees })
             }
