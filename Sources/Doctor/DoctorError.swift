@@ -15,6 +15,8 @@ public enum DoctorError: Error, CustomStringConvertible, Sendable {
     case nftables(operation: String, message: String)
     /// The record of the last apply cannot be read.
     case record(ApplyError)
+    /// A file of the host doctor must read (systemd-networkd's configuration) exists but cannot be read.
+    case file(path: String, message: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum DoctorError: Error, CustomStringConvertible, Sendable {
         case .namespace(let error): return error.description
         case .nftables(let operation, let message): return "\(operation): \(message.isEmpty ? "nft failed" : message)"
         case .record(let error): return error.description
+        case .file(let path, let message): return "read \(path): \(message)"
         }
     }
 

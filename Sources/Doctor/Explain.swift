@@ -31,21 +31,6 @@ public struct ExplainQuery: Sendable, Hashable {
     }
 }
 
-/// The kernel's answer to the same question (RTM_GETROUTE with the same keys), and whether it agrees.
-public struct KernelAnswer: Sendable {
-    /// "ip route get 10.111.223.23 from 192.168.1.1 mark 0x2000000"
-    public var command: String
-    /// The answer as `ip route get` prints it, or its error.
-    public var answer: String
-    public var device: String?
-    public var gateway: IPAddress?
-    public var table: UInt32?
-    public var errno: Errno?
-    /// nil: not asked (nftables dropped the packet before routing).
-    public var agrees: Bool?
-    public var differences: [String]
-}
-
 public struct Explanation: Sendable {
     public var query: ExplainQuery
     /// "input" (arrives on an interface) or "output" (sent by the node).
@@ -78,7 +63,9 @@ public struct Explainer: Sendable {
         path = PacketPath(state)
     }
 
-    public func explain(_ query: ExplainQuery) throws(DoctorError) -> Explanation {
+    /// Explains one packet; `kernel` answers the same question (RTM_GETROUTE on a live node). Throws `invalid` for a
+    /// question that cannot be asked (families mixed, an unknown interface).
+    public func explain(_ query: ExplainQuery, kernel: any KernelRouteLookup) throws(DoctorError) -> Explanation {
         guard query.source.family == query.destination.family else {
             throw .invalid("--from \(query.source) and --to \(query.destination) are of different families")
         }
@@ -93,7 +80,7 @@ public struct Explainer: Sendable {
             var request: NftTrace?
             if let requestInterface = query.requestInterface {
                 // A reply that arrives to be forwarded (a pod's, behind DNAT): its connection began on requestInterface.
-                let (trace, ctMark) = requestTrace(query, on: requestInterface)
+                let (trace, ctMark, _) = requestTrace(query, on: requestInterface)
                 request = trace
                 packet.ctMark = ctMark
                 packet.ctState = "established"
@@ -110,11 +97,11 @@ public struct Explainer: Sendable {
             if let dnat = trace.dnat {
                 explanation.notes.append("nat: DNAT to \(dnat.address)\(dnat.port.map { ":\($0)" } ?? ""); the route is looked up for the translated destination")
             }
-            explanation.kernel = try ask(RouteQuery(destination: trace.dnat?.address ?? query.destination, source: query.source,
-                                                    inputInterface: interface, mark: mark, ipProtocol: query.ipProtocol,
-                                                    sourcePort: query.sourcePort,
-                                                    destinationPort: trace.dnat.map { $0.port ?? query.destinationPort } ?? query.destinationPort),
-                                         expecting: result)
+            let kernelQuery = RouteQuery(destination: trace.dnat?.address ?? query.destination, source: query.source,
+                                         inputInterface: interface, mark: mark, ipProtocol: query.ipProtocol,
+                                         sourcePort: query.sourcePort,
+                                         destinationPort: trace.dnat.map { $0.port ?? query.destinationPort } ?? query.destinationPort)
+            explanation.kernel = KernelAnswer(asking: kernel, kernelQuery, expecting: result)
             return explanation
         }
         // A packet the node sends; as a reply, its connection's state comes from the request.
@@ -122,10 +109,8 @@ public struct Explainer: Sendable {
         var packet = NftPacket(source: query.source, destination: query.destination, ipProtocol: query.ipProtocol,
                                sourcePort: query.sourcePort, destinationPort: query.destinationPort, mark: query.mark ?? 0)
         if let interface = query.requestInterface {
-            var incoming = NftPacket(source: query.destination, destination: query.source, ipProtocol: query.ipProtocol,
-                                     sourcePort: query.destinationPort, destinationPort: query.sourcePort, inputInterface: interface)
-            let trace = path.nft.run(hook: "prerouting", &incoming)
-            request = trace
+            let incoming = requestTrace(query, on: interface)
+            request = incoming.trace
             packet.ctMark = incoming.ctMark
             packet.ctState = "established"
             packet.ctDirection = "reply"
@@ -142,79 +127,18 @@ public struct Explainer: Sendable {
         var explanation = Explanation(query: query, direction: "output", request: request, initialMark: initialMark,
                                       initialRoute: first, nftables: trace, mark: mark, result: result, reversePath: nil,
                                       kernel: KernelAnswer(command: "", answer: "", agrees: nil, differences: []), notes: notes)
-        explanation.kernel = try ask(RouteQuery(destination: query.destination, source: query.source, mark: mark,
-                                                ipProtocol: query.ipProtocol, sourcePort: query.sourcePort,
-                                                destinationPort: query.destinationPort), expecting: result)
+        let kernelQuery = RouteQuery(destination: query.destination, source: query.source, mark: mark,
+                                     ipProtocol: query.ipProtocol, sourcePort: query.sourcePort, destinationPort: query.destinationPort)
+        explanation.kernel = KernelAnswer(asking: kernel, kernelQuery, expecting: result)
         return explanation
     }
 
-    /// The request of the connection a reply belongs to, through prerouting on `interface`: its trace and the
-    /// connection's ct mark.
-    func requestTrace(_ query: ExplainQuery, on interface: String) -> (NftTrace, UInt32) {
+    /// The request of the connection a reply belongs to, through prerouting on `interface`: its trace, the
+    /// connection's ct mark and the request's mark.
+    func requestTrace(_ query: ExplainQuery, on interface: String) -> (trace: NftTrace, ctMark: UInt32, mark: UInt32) {
         var incoming = NftPacket(source: query.destination, destination: query.source, ipProtocol: query.ipProtocol,
                                  sourcePort: query.destinationPort, destinationPort: query.sourcePort, inputInterface: interface)
         let trace = path.nft.run(hook: "prerouting", &incoming)
-        return (trace, incoming.ctMark)
-    }
-
-    /// RTM_GETROUTE with the same keys, compared with doctor's answer.
-    func ask(_ query: RouteQuery, expecting expected: PathResult) throws(DoctorError) -> KernelAnswer {
-        let socket: NetlinkSocket
-        do { socket = try NetlinkSocket(namespace: state.namespace) } catch { throw .netlink(error) }
-        return Self.compare(query: query, expected: expected) { () throws(NetlinkError) -> RouteDecision in
-            try socket.lookup(query)
-        }
-    }
-
-    static func compare(query: RouteQuery, expected: PathResult,
-                        _ lookup: () throws(NetlinkError) -> RouteDecision) -> KernelAnswer {
-        var answer = KernelAnswer(command: (query.destination.family == .inet6 ? "ip -6 route get " : "ip route get ") + query.description, answer: "", agrees: nil, differences: [])
-        if case .dropped = expected {
-            answer.answer = "(not asked: nftables drops the packet before routing)"
-            return answer
-        }
-        do {
-            let decision = try lookup()
-            answer.answer = decision.description
-            answer.device = decision.type == .local ? "lo" : decision.device
-            answer.gateway = decision.gateway
-            answer.table = decision.table
-            switch expected {
-            case .local:
-                if decision.type != .local { answer.differences.append("the kernel delivers it as \(decision.type), doctor locally") }
-            case .sent(let lookup, let device, let gateway):
-                if decision.type == .local { answer.differences.append("the kernel delivers it locally, doctor sends it out \(device)") }
-                if answer.device != device { answer.differences.append("device: kernel \(answer.device ?? "none"), doctor \(device)") }
-                if decision.gateway != gateway {
-                    answer.differences.append("gateway: kernel \(decision.gateway?.description ?? "none"), doctor \(gateway?.description ?? "none")")
-                }
-                if let table = lookup.outcome.table, decision.table != table {
-                    answer.differences.append("table: kernel \(RouteTable.name(decision.table)), doctor \(RouteTable.name(table))")
-                }
-            case .refused(let errno, _, _):
-                answer.differences.append("the kernel routes it (\(decision.description)); doctor expects \(errno)")
-            case .dropped:
-                break
-            }
-        } catch {
-            answer.errno = error.errno
-            if case .kernel(_, let errno, let message) = error {
-                answer.answer = "error: \(message.map { "\($0) " } ?? "")(\(errno))"
-            } else {
-                answer.answer = "error: \(error)"
-            }
-            switch expected {
-            case .refused(let errno, _, _):
-                if error.errno != errno { answer.differences.append("errno: kernel \(error.errno.map { "\($0)" } ?? "\(error)"), doctor \(errno)") }
-            case .local:
-                answer.differences.append("the kernel refuses it (\(answer.answer)); doctor delivers it locally")
-            case .sent(_, let device, _):
-                answer.differences.append("the kernel refuses it (\(answer.answer)); doctor sends it out \(device)")
-            case .dropped:
-                break
-            }
-        }
-        answer.agrees = answer.differences.isEmpty
-        return answer
+        return (trace, incoming.ctMark, incoming.mark)
     }
 }

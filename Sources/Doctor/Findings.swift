@@ -14,9 +14,9 @@ public struct Finding: Sendable, Hashable, Encodable {
     /// "route default via 10.111.221.11 dev eth1 table 200", "sysctl net.ipv4.conf.eth1.src_valid_mark=0").
     public var objects: [String]
     /// The command that fixes it (commands joined with " && "), nil when only a person can (a policy file to edit).
-    public var fix: String?
+    @Nullable public var fix: String?
     /// What the fix needs that doctor cannot give (a policy file, a choice).
-    public var hint: String?
+    @Nullable public var hint: String?
 
     public init(id: String, severity: Severity, message: String, objects: [String] = [], fix: String? = nil, hint: String? = nil) {
         self.id = id
@@ -25,18 +25,6 @@ public struct Finding: Sendable, Hashable, Encodable {
         self.objects = objects
         self.fix = fix
         self.hint = hint
-    }
-
-    enum CodingKeys: String, CodingKey { case id, severity, message, objects, fix, hint }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(severity, forKey: .severity)
-        try c.encode(message, forKey: .message)
-        try c.encode(objects, forKey: .objects)
-        try c.encode(fix, forKey: .fix)
-        try c.encode(hint, forKey: .hint)
     }
 }
 

@@ -10,24 +10,33 @@ public struct NetworkdStatus: Sendable, Hashable {
     /// The file that set it last, if any.
     public var setBy: String?
 
-    public static func read(root: String = "/") -> NetworkdStatus {
+    /// Throws when a configuration file that exists cannot be read: its setting would be unknown.
+    public static func read(root: String = "/") throws(DoctorError) -> NetworkdStatus {
         let base = root.hasSuffix("/") ? String(root.dropLast()) : root
-        let running = FileManager.default.fileExists(atPath: base + "/run/systemd/netif/state") || processRunning(base)
+        let files = FileManager.default
+        let running = files.fileExists(atPath: base + "/run/systemd/netif/state") || processRunning(base)
         var manages = true
         var setBy: String?
         // networkd.conf, then the drop-ins of every directory in lexical order of their names (later wins).
-        var files = [base + "/etc/systemd/networkd.conf"]
+        var paths = [base + "/etc/systemd/networkd.conf"]
         var dropIns: [String: String] = [:]
         for directory in ["/usr/lib/systemd/networkd.conf.d", "/usr/local/lib/systemd/networkd.conf.d",
                           "/run/systemd/networkd.conf.d", "/etc/systemd/networkd.conf.d"] {
             let path = base + directory
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".conf") {
+            // A directory that is absent (the usual case) or cannot be opened holds no drop-in for networkd either:
+            // systemd skips such directories when it collects drop-ins (conf-files.c, "ignoring").
+            for name in (try? files.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".conf") {
                 dropIns[name] = path + "/" + name   // /etc overrides a drop-in of the same name elsewhere
             }
         }
-        files += dropIns.keys.sorted().compactMap { dropIns[$0] }
-        for file in files {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+        paths += dropIns.keys.sorted().compactMap { dropIns[$0] }
+        for file in paths where files.fileExists(atPath: file) {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                // Gone since the listing: nothing to read, as for networkd.
+                guard files.fileExists(atPath: file) else { continue }
+                throw .file(path: file, message: "\(error)")
+            }
             if let value = setting(text, section: "Network", key: "ManageForeignRoutingPolicyRules") {
                 manages = !["no", "false", "0", "off"].contains(value.lowercased())
                 setBy = file.hasPrefix(base) ? String(file.dropFirst(base.count)) : file
@@ -55,7 +64,9 @@ public struct NetworkdStatus: Sendable, Hashable {
     /// A process whose name is systemd-networkd (comm is cut to 15 characters: "systemd-network").
     static func processRunning(_ base: String) -> Bool {
         guard base.isEmpty || base == "/" else { return false }
+        // Without /proc (not mounted) no process can be seen: the state file networkd writes is the other sign.
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
+            // A process that exited since the listing has no comm left to read: it is not a running networkd.
             if let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
                comm.trimmingCharacters(in: .whitespacesAndNewlines) == "systemd-network" {
                 return true

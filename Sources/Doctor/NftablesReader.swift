@@ -3,9 +3,6 @@ import CNftables
 import Foundation
 import Namespace
 import Netlink
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Reads (never changes) the nftables ruleset of a namespace: libnftables' `list ruleset` as JSON, made and run on
 /// a thread inside the namespace, plus the parameters of iptables-nft extensions over nfnetlink (JSON names an
@@ -17,22 +14,24 @@ enum NftablesReader {
         case failed(DoctorError)
     }
 
-    static func ruleset(in namespace: NetworkNamespace) throws(ReadError) -> NftRuleset {
+    /// `netfilter`: the namespace's nfnetlink socket (`NodeConnection`'s), or why it could not be opened.
+    static func ruleset(in namespace: NetworkNamespace, netfilter: Result<NetlinkSocket, NetlinkError>) throws(ReadError) -> NftRuleset {
         let operation = "nft -j list ruleset in \(namespace)"
-        // libnftables exits the process when it cannot open its netlink socket: check first, and say why.
-        do {
-            let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NetlinkSocket.netfilter)
-            close(probe)
-        } catch {
-            if case .system(_, let errno) = error, errno == .protocolNotSupported || errno == .addressFamilyNotSupported {
+        // libnftables exits the process when it cannot open its netlink socket: the nfnetlink socket opened before
+        // is the check, and says why.
+        let socket: NetlinkSocket
+        switch netfilter {
+        case .success(let opened): socket = opened
+        case .failure(let error):
+            if let errno = error.errno, errno == .protocolNotSupported || errno == .addressFamilyNotSupported {
                 throw .nftablesUnavailable("this kernel has no nfnetlink: \(errno)")
             }
             throw .failed(.nftables(operation: operation, message: "open an nfnetlink socket: \(error)"))
         }
-        do throws(DoctorError) { return try read(namespace, operation: operation) } catch { throw .failed(error) }
+        do throws(DoctorError) { return try read(namespace, netfilter: socket, operation: operation) } catch { throw .failed(error) }
     }
 
-    private static func read(_ namespace: NetworkNamespace, operation: String) throws(DoctorError) -> NftRuleset {
+    private static func read(_ namespace: NetworkNamespace, netfilter: NetlinkSocket, operation: String) throws(DoctorError) -> NftRuleset {
         let outcome: Result<String, DoctorError>
         do {
             outcome = try namespace.perform { () -> Result<String, DoctorError> in
@@ -56,16 +55,14 @@ enum NftablesReader {
         }
         var ruleset = try NftRuleset.parse(json: try outcome.get())
         if ruleset.rules.contains(where: { $0.statements.contains { if case .xt = $0 { return true } else { return false } } }) {
-            ruleset.extensions = try extensions(in: namespace)
+            ruleset.extensions = try extensions(over: netfilter)
         }
         return ruleset
     }
 
     /// Every rule's xt extensions (name, revision, info), keyed "family table chain handle", in rule order.
-    static func extensions(in namespace: NetworkNamespace) throws(DoctorError) -> [String: [XtExtension]] {
-        let operation = "list rules (nfnetlink) in \(namespace)"
-        let socket: NetlinkSocket
-        do { socket = try NetlinkSocket(namespace: namespace, family: NetlinkSocket.netfilter) } catch { throw .netlink(error) }
+    static func extensions(over socket: NetlinkSocket) throws(DoctorError) -> [String: [XtExtension]] {
+        let operation = "list rules (nfnetlink) in \(socket.namespace)"
         var message = MessageBuilder(type: UInt16(NFNL_SUBSYS_NFTABLES) << 8 | UInt16(NFT_MSG_GETRULE.rawValue), flags: 0)
         var header = nfgenmsg()
         header.nfgen_family = 0   // NFPROTO_UNSPEC: every family

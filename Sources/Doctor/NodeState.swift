@@ -1,11 +1,11 @@
 import Namespace
 import Netlink
 import ReturnRouting
-import SystemPackage
 
-/// Everything doctor reads from one network namespace, once, before it reasons: links, IPv4 addresses, rules (with
+/// Everything doctor reads from one network namespace, once, before it reasons: links, addresses, rules (with
 /// every selector), routes of every table, the sysctls that decide reverse-path checks and marks, the nftables
-/// ruleset, and the record of returnpath's last apply. Reading changes nothing.
+/// ruleset, and the record of returnpath's last apply. Reading (`NodeConnection.read`) changes nothing; a test builds
+/// one from literal rules, routes and addresses.
 public struct NodeState: Sendable {
     public var namespace: NetworkNamespace
     public var links: [Link]
@@ -35,55 +35,6 @@ public struct NodeState: Sendable {
         self.recordProblem = recordProblem
     }
 
-    /// Reads the namespace.
-    public static func read(_ namespace: NetworkNamespace) throws(DoctorError) -> NodeState {
-        let socket: NetlinkSocket
-        let links: [Link], addresses: [InterfaceAddress], rules: [DetailedRule], routes: [Route]
-        do {
-            socket = try NetlinkSocket(namespace: namespace)
-            links = try socket.links()
-            // Both families: the kernel keeps a rule list per family, and IPv6 routes in tables of their own.
-            addresses = try socket.addresses(family: .inet) + socket.addresses(family: .inet6)
-            rules = try socket.detailedRules(family: .inet) + socket.detailedRules(family: .inet6)
-            routes = try socket.routes(family: .inet) + socket.routes(family: .inet6)
-        } catch { throw .netlink(error) }
-        var sysctls: [String: String] = [:]
-        for key in ["net.ipv4.ip_forward", "net.ipv4.tcp_fwmark_accept", "net.ipv6.conf.all.forwarding"] {
-            sysctls[key] = try readSysctl(namespace, key)
-        }
-        for name in ["all", "default"] + links.map(\.name) {
-            for setting in Self.interfaceSettings {
-                if let value = try readSysctl(namespace, interfaceKey(name, setting)) { sysctls[interfaceKey(name, setting)] = value }
-            }
-            // IPv6 has no rp_filter, src_valid_mark or accept_local: only its forwarding switch.
-            if let value = try readSysctl(namespace, interfaceKey(name, "forwarding", family: .inet6)) {
-                sysctls[interfaceKey(name, "forwarding", family: .inet6)] = value
-            }
-        }
-        var notes: [String] = []
-        let nftables: NftRuleset
-        do {
-            nftables = try NftablesReader.ruleset(in: namespace)
-        } catch {
-            switch error {
-            case .nftablesUnavailable(let why):
-                // No nf_tables in this kernel: no chain can mark a packet. Everything else still holds.
-                nftables = NftRuleset()
-                notes.append("nftables cannot be read (\(why)): no marks from nftables are assumed")
-            case .failed(let failure):
-                throw failure
-            }
-        }
-        var record: AppliedRecord?, problem: String?
-        do { record = try ReturnRouter(namespace: namespace).record() } catch {
-            problem = error.description
-        }
-        var state = NodeState(namespace: namespace, links: links, addresses: addresses, rules: rules, routes: routes,
-                              sysctls: sysctls, nftables: nftables, record: record, recordProblem: problem)
-        state.notes = notes
-        return state
-    }
-
     static let interfaceSettings = ["rp_filter", "src_valid_mark", "forwarding", "accept_local"]
 
     /// `net.ipv4.conf.IF.SETTING`, or the slash form for names with dots (eth0.100).
@@ -95,14 +46,6 @@ public struct NodeState: Sendable {
     /// `net.ipv6.conf.IF.forwarding` (the interface's own; IPv6 forwards per interface).
     public func forwards6(on interface: String) -> Bool {
         sysctls[Self.interfaceKey(interface, "forwarding", family: .inet6)] == "1"
-    }
-
-    /// A sysctl's value; nil when the namespace has no such key (an interface without IPv4, or gone meanwhile).
-    private static func readSysctl(_ namespace: NetworkNamespace, _ key: String) throws(DoctorError) -> String? {
-        do { return try namespace.readSysctl(key) } catch {
-            if case .invalidSysctl = error { return nil }
-            throw .namespace(error)
-        }
     }
 
     // MARK: questions

@@ -97,33 +97,40 @@ public struct PacketPath: Sendable {
         let interface = packet.inputInterface ?? "lo"
         let trace = nft.run(hook: "prerouting", &packet)
         if let by = trace.droppedBy { return (trace, .dropped(by: by), nil, packet.mark) }
-        let key = key(packet, inputInterface: interface, mark: packet.mark)
+        let (final, check) = route(arriving: key(packet, inputInterface: interface, mark: packet.mark))
+        return (trace, final, check, packet.mark)
+    }
+
+    /// The input route of a packet that came in on `key.inputInterface` with `key.mark` (after prerouting), as
+    /// ip_route_input_slow decides it: local delivery or forwarding, with the reverse-path check (nil when the
+    /// packet is refused before one is made).
+    public func route(arriving key: FlowKey) -> (result: PathResult, reversePath: ReversePathCheck?) {
+        let interface = key.inputInterface
         let lookup = routes.lookup(key)
         switch lookup.outcome {
         case .failed(let errno, _, _, let reason):
             // ip_route_input_slow: a failed lookup on an interface without forwarding is "no route to host".
             let forwarding = key.destination.family == .inet6 ? state.forwards6(on: interface)
                 : state.setting("forwarding", on: interface) != 0
-            return (trace, .refused(forwarding ? errno : .noRouteToHost,
-                                    reason: forwarding ? reason : "\(reason); \(interface) does not forward", lookup: lookup),
-                    nil, packet.mark)
+            return (.refused(forwarding ? errno : .noRouteToHost,
+                             reason: forwarding ? reason : "\(reason); \(interface) does not forward", lookup: lookup), nil)
         case .route(let route, _, _):
             if route.type == .local {
                 let check = reversePath(key, forwardDevice: nil)
-                if !check.passed { return (trace, .refused(.invalidArgument, reason: check.reason, lookup: lookup), check, packet.mark) }
-                return (trace, .local(lookup), check, packet.mark)
+                if !check.passed { return (.refused(.invalidArgument, reason: check.reason, lookup: lookup), check) }
+                return (.local(lookup), check)
             }
             let forwards = key.destination.family == .inet6 ? state.forwards6(on: interface) : state.setting("forwarding", on: interface) != 0
             guard forwards else {
-                return (trace, .refused(.noRouteToHost, reason: "\(interface) does not forward (net.\(key.destination.family == .inet6 ? "ipv6" : "ipv4").conf.\(interface).forwarding=0)", lookup: lookup),
-                        nil, packet.mark)
+                return (.refused(.noRouteToHost, reason: "\(interface) does not forward (net.\(key.destination.family == .inet6 ? "ipv6" : "ipv4").conf.\(interface).forwarding=0)", lookup: lookup),
+                        nil)
             }
             guard route.type == .unicast else {
-                return (trace, .refused(.invalidArgument, reason: "a \(route.type) route cannot forward (martian destination)", lookup: lookup), nil, packet.mark)
+                return (.refused(.invalidArgument, reason: "a \(route.type) route cannot forward (martian destination)", lookup: lookup), nil)
             }
             let check = reversePath(key, forwardDevice: route.device)
-            if !check.passed { return (trace, .refused(.invalidArgument, reason: check.reason, lookup: lookup), check, packet.mark) }
-            return (trace, result(of: lookup), check, packet.mark)
+            if !check.passed { return (.refused(.invalidArgument, reason: check.reason, lookup: lookup), check) }
+            return (result(of: lookup), check)
         }
     }
 

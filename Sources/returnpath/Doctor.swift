@@ -91,8 +91,11 @@ struct DoctorCheck: ParsableCommand {
             policy = Policy.derived(from: topology, host: target.host)
             if policy != nil { source = .lab(lab) }
         }
-        let state: NodeState
-        do { state = try NodeState.read(resolved.namespace) } catch { throw fail(error.description, code: error.exitCode) }
+        let node: NodeConnection, state: NodeState
+        do {
+            node = try NodeConnection(resolved.namespace)
+            state = try node.read()
+        } catch { throw fail(error.description, code: error.exitCode) }
         if policy == nil, let record = state.record, !record.slots.isEmpty { source = .record }
         var ports: [IPAddress: UInt16] = [:]
         for service in resolved.topology?.host(target.host)?.services ?? [] where ports[service.address] == nil {
@@ -102,7 +105,7 @@ struct DoctorCheck: ParsableCommand {
                                     returnpathTarget: resolved.returnpath, isHostNamespace: resolved.namespace.name == nil,
                                     servicePorts: ports)
         let report: DoctorReport
-        do { report = try Doctor(state: state, request: request).run() } catch { throw fail(error.description, code: error.exitCode) }
+        do { report = try Doctor(state: state, request: request).run(kernel: node.kernel) } catch { throw fail(error.description, code: error.exitCode) }
         if json {
             do { print(try DoctorOutput(report).json()) } catch { throw fail(error.description, code: 1) }
         } else {

@@ -81,8 +81,8 @@ struct DoctorExplain: ParsableCommand {
                                  requestInterface: requestInterface)
         let explanation: Explanation
         do {
-            let state = try NodeState.read(resolved.namespace)
-            explanation = try Explainer(state).explain(query)
+            let node = try NodeConnection(resolved.namespace)
+            explanation = try Explainer(try node.read()).explain(query, kernel: node.kernel)
         } catch {
             throw fail(error.description, code: error.exitCode)
         }

@@ -77,14 +77,6 @@ let ingressRuleset = """
         #expect(evaluator.run(hook: "output", &other).droppedBy == nil)
     }
 
-    @Test func markBitsASetMayChange() {
-        let mark = NftExpr.meta("mark")
-        #expect(Doctor.affectedBits(.binary("|", .binary("&", mark, .number(0xf1ff_ffff)), .number(0x0200_0000)), key: mark) == (0x0e00_0000, false))
-        #expect(Doctor.affectedBits(.binary("|", mark, .number(0x4000)), key: mark) == (0x4000, false))
-        #expect(Doctor.affectedBits(.number(0x100), key: mark).1)
-        #expect(Doctor.affectedBits(.ct(key: "mark", direction: nil), key: mark).1)
-    }
-
     @Test func aDisagreementWithTheKernelIsLoud() throws {
         let route = Route(destination: .defaultRoute(.inet), table: 52001, gateway: IPAddress("10.111.221.21"), device: "eth1")
         let rule = DetailedRule(rule: Rule(priority: 20100, fwmark: 0x0200_0000, fwmask: 0x0e00_0000, table: 52001))
@@ -92,9 +84,9 @@ let ingressRuleset = """
         let lookup = RouteLookup(key: key, steps: [], outcome: .route(route, rule: rule, table: 52001))
         let expected = PathResult.sent(lookup, device: "eth1", gateway: IPAddress("10.111.221.21"))
         let query = RouteQuery(destination: key.destination, source: key.source, mark: key.mark)
-        let answer = Explainer.compare(query: query, expected: expected) { () throws(NetlinkError) -> RouteDecision in
-            RouteDecision(type: .unicast, table: RouteTable.main, destination: key.destination, gateway: IPAddress("10.111.220.1"), device: "eth0")
-        }
+        let answer = KernelAnswer(asking: FixedAnswer(.success(KernelRoute(table: RouteTable.main, gateway: IPAddress("10.111.220.1"), device: "eth0",
+                                                                        text: "10.111.223.23 via 10.111.220.1 dev eth0 table main"))),
+                                  query, expecting: expected)
         #expect(answer.agrees == false)
         #expect(answer.differences.contains("device: kernel eth0, doctor eth1"))
         let explanation = Explanation(query: ExplainQuery(source: key.source, destination: key.destination), direction: "output",
@@ -104,13 +96,12 @@ let ingressRuleset = """
         let text = ExplainText.render(explanation)
         #expect(text.contains("!!! THE KERNEL DISAGREES: device: kernel eth0, doctor eth1"))
         #expect(!explanation.agrees)
-        let same = Explainer.compare(query: query, expected: expected) { () throws(NetlinkError) -> RouteDecision in
-            RouteDecision(type: .unicast, table: 52001, destination: key.destination, gateway: IPAddress("10.111.221.21"), device: "eth1")
-        }
+        let same = KernelAnswer(asking: FixedAnswer(.success(KernelRoute(table: 52001, gateway: IPAddress("10.111.221.21"), device: "eth1",
+                                                                      text: "10.111.223.23 via 10.111.221.21 dev eth1 table 52001"))),
+                                query, expecting: expected)
         #expect(same.agrees == true)
-        let refused = Explainer.compare(query: query, expected: .refused(.networkUnreachable, reason: "", lookup: nil)) { () throws(NetlinkError) -> RouteDecision in
-            throw .kernel(operation: "get route", errno: .networkUnreachable, message: nil)
-        }
+        let refused = KernelAnswer(asking: FixedAnswer(.failure(.kernel(operation: "get route", errno: .networkUnreachable, message: nil))),
+                                   query, expecting: .refused(.networkUnreachable, reason: "", lookup: nil))
         #expect(refused.agrees == true)
     }
 
@@ -123,13 +114,26 @@ let ingressRuleset = """
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/run/systemd/netif", withIntermediateDirectories: true)
         try "".write(toFile: root + "/run/systemd/netif/state", atomically: true, encoding: .utf8)
-        #expect(NetworkdStatus.read(root: root) == NetworkdStatus(running: true, managesForeignRules: true, setBy: nil))
+        #expect(try NetworkdStatus.read(root: root) == NetworkdStatus(running: true, managesForeignRules: true, setBy: nil))
         try FileManager.default.createDirectory(atPath: root + "/usr/lib/systemd/networkd.conf.d", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/etc/systemd/networkd.conf.d", withIntermediateDirectories: true)
         try "[Network]\nManageForeignRoutingPolicyRules=no\n".write(toFile: root + "/usr/lib/systemd/networkd.conf.d/10-a.conf", atomically: true, encoding: .utf8)
-        #expect(NetworkdStatus.read(root: root).managesForeignRules == false)
+        #expect(try NetworkdStatus.read(root: root).managesForeignRules == false)
         try "[Network]\nManageForeignRoutingPolicyRules=yes\n".write(toFile: root + "/etc/systemd/networkd.conf.d/20-b.conf", atomically: true, encoding: .utf8)
-        #expect(NetworkdStatus.read(root: root).managesForeignRules == true)
-        #expect(NetworkdStatus.read(root: root).setBy == "/etc/systemd/networkd.conf.d/20-b.conf")
+        #expect(try NetworkdStatus.read(root: root).managesForeignRules == true)
+        #expect(try NetworkdStatus.read(root: root).setBy == "/etc/systemd/networkd.conf.d/20-b.conf")
+        // A drop-in that is there but cannot be read: its setting is unknown, which is an error, not the default.
+        try FileManager.default.createDirectory(atPath: root + "/etc/systemd/networkd.conf.d/30-c.conf", withIntermediateDirectories: true)
+        #expect { try NetworkdStatus.read(root: root) } throws: { error in
+            guard case DoctorError.file(let path, _) = error else { return false }
+            return path == root + "/etc/systemd/networkd.conf.d/30-c.conf"
+        }
     }
+}
+
+/// A kernel that gives one answer to every question.
+struct FixedAnswer: KernelRouteLookup {
+    let answer: Result<KernelRoute, NetlinkError>
+    init(_ answer: Result<KernelRoute, NetlinkError>) { self.answer = answer }
+    func lookup(_ query: RouteQuery) throws(NetlinkError) -> KernelRoute { try answer.get() }
 }

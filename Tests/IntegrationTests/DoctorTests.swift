@@ -2,6 +2,7 @@ import Doctor
 import Foundation
 import Namespace
 import Netlink
+import ReturnRouting
 import Testing
 
 /// `returnpath doctor --json` on a lab's node.
@@ -294,10 +295,10 @@ struct DoctorTests {
             let node = try ns(lab, "node")
             #expect(try returnpath("apply", "--lab", lab).status == 0)
             func run(_ root: String) throws -> [Finding] {
-                let state = try NodeState.read(node)
+                let connection = try NodeConnection(node)
                 let request = DoctorRequest(policy: nil, source: .record, ip: ["ip"], sysctl: ["sysctl", "-w"], returnpathTarget: [],
                                             isHostNamespace: true, systemRoot: root)
-                return try Doctor(state: state, request: request).run().findings
+                return try Doctor(state: try connection.read(), request: request).run(kernel: connection.kernel).findings
             }
             let found = try run(root).filter { $0.id == FindingID.networkdForeignRules }
             #expect(found.count == 1)
@@ -341,6 +342,36 @@ struct DoctorTests {
                                                    request.object["mark"] as? String ?? "0", "ipproto", "tcp", "sport", "40000", "dport", "3000"])
                 #expect(doctorAnswer(request.object) == oracle)
                 #expect(oracle.device == "veth-pod1")
+            }
+        }
+    }
+
+    /// A recorded node answers as the kernel does: doctor's report on the state read from a lab is the same with the
+    /// node's own kernel (RTM_GETROUTE) and with `RecordedRouteLookup`, kernel answers included, before a fix and
+    /// under each strategy, on the seed and the dual-stack seed. What the unit tests on recorded states rest on.
+    @Test(arguments: ["docs/seed.yaml", "docs/seed-dualstack.yaml"])
+    func aRecordedNodeAnswersAsTheKernelDoes(topology: String) throws {
+        try withLab(file: repositoryRoot.appendingPathComponent(topology).path) { lab in
+            let node = try ns(lab, "node")
+            let policyFile = repositoryRoot.appendingPathComponent("docs/policy-seed.yaml").path
+            let policy = try PolicyFile.load(path: policyFile)
+            for strategy in [nil, "mark", "ingress", "source", "static"] {
+                if let strategy { #expect(try returnpath("apply", "--lab", lab, "--strategy", strategy).status == 0) }
+                let connection = try NodeConnection(node)
+                let state = try connection.read()
+                let request = DoctorRequest(policy: policy, source: .file(policyFile), ip: ["ip", "-n", node.name ?? ""],
+                                            sysctl: ["sysctl", "-w"], returnpathTarget: ["--lab", lab], isHostNamespace: false)
+                let live = try Doctor(state: state, request: request).run(kernel: connection.kernel)
+                let recorded = try Doctor(state: state, request: request).run(kernel: RecordedRouteLookup(state))
+                #expect(!live.checks.isEmpty)
+                #expect(DoctorText.render(recorded) == DoctorText.render(live), "\(strategy ?? "before a fix")")
+                for (mine, kernel) in zip(recorded.checks, live.checks) {
+                    for (a, b) in [(mine.replyKernel, kernel.replyKernel)] + zip([mine.requestKernel], [kernel.requestKernel]).compactMap({ x, y in x.flatMap { a in y.map { (a, $0) } } }) {
+                        #expect(a.answer == b.answer, "\(strategy ?? "before a fix"): \(a.command)")
+                    }
+                }
+                #expect(try DoctorOutput(recorded).json() == DoctorOutput(live).json(), "\(strategy ?? "before a fix")")
+                #expect(live.findings.allSatisfy { $0.id != FindingID.kernelDisagrees })
             }
         }
     }
