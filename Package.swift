@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "Doctor",
             dependencies: [
-                "CLinux", "CNftables", "Netlink", "Namespace", "ReturnRouting",
+                "CLinux", "Handle", "Netlink", "Namespace", "ReturnRouting",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -1,6 +1,6 @@
 import CLinux
-import CNftables
 import Foundation
+import Handle
 import Namespace
 import Netlink
 
@@ -15,7 +15,8 @@ enum NftablesReader {
     }
 
     /// `netfilter`: the namespace's nfnetlink socket (`NodeConnection`'s), or why it could not be opened.
-    static func ruleset(in namespace: NetworkNamespace, netfilter: Result<NetlinkSocket, NetlinkError>) throws(ReadError) -> NftRuleset {
+    static func ruleset(_ handle: NamespaceHandle, netfilter: Result<NetlinkSocket, NetlinkError>) throws(ReadError) -> NftRuleset {
+        let namespace = handle.namespace
         let operation = "nft -j list ruleset in \(namespace)"
         // libnftables exits the process when it cannot open its netlink socket: the nfnetlink socket opened before
         // is the check, and says why.
@@ -28,32 +29,18 @@ enum NftablesReader {
             }
             throw .failed(.nftables(operation: operation, message: "open an nfnetlink socket: \(error)"))
         }
-        do throws(DoctorError) { return try read(namespace, netfilter: socket, operation: operation) } catch { throw .failed(error) }
+        do throws(DoctorError) { return try read(handle, netfilter: socket, operation: operation) } catch { throw .failed(error) }
     }
 
-    private static func read(_ namespace: NetworkNamespace, netfilter: NetlinkSocket, operation: String) throws(DoctorError) -> NftRuleset {
-        let outcome: Result<String, DoctorError>
-        do {
-            outcome = try namespace.perform { () -> Result<String, DoctorError> in
-                guard let context = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
-                    return .failure(.nftables(operation: operation, message: "nft_ctx_new failed"))
-                }
-                defer { nft_ctx_free(context) }
-                nft_ctx_buffer_output(context)
-                nft_ctx_buffer_error(context)
-                nft_ctx_output_set_flags(context, UInt32(NFT_CTX_OUTPUT_JSON))
-                let rc = nft_run_cmd_from_buffer(context, "list ruleset")
-                let output = nft_ctx_get_output_buffer(context).map { String(cString: $0) } ?? ""
-                let errors = nft_ctx_get_error_buffer(context).map { String(cString: $0) } ?? ""
-                guard rc == 0 else {
-                    return .failure(.nftables(operation: operation, message: errors.trimmingCharacters(in: .whitespacesAndNewlines)))
-                }
-                return .success(output)
+    private static func read(_ handle: NamespaceHandle, netfilter: NetlinkSocket, operation: String) throws(DoctorError) -> NftRuleset {
+        let output: String
+        do { output = try handle.nftables().run("list ruleset", json: true, operation: operation) } catch {
+            switch error {
+            case .namespace(let e): throw .namespace(e)
+            default: throw .nftables(operation: operation, message: error.message)
             }
-        } catch {
-            throw .namespace(error)
         }
-        var ruleset = try NftRuleset.parse(json: try outcome.get())
+        var ruleset = try NftRuleset.parse(json: output)
         if ruleset.rules.contains(where: { $0.statements.contains { if case .xt = $0 { return true } else { return false } } }) {
             ruleset.extensions = try extensions(over: netfilter)
         }

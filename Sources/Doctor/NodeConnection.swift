@@ -1,27 +1,30 @@
+import Handle
 import Namespace
 import Netlink
 import ReturnRouting
 
-/// The one place Doctor opens netlink sockets on a namespace: its rtnetlink socket (the dumps, and RTM_GETROUTE for
-/// every kernel check) and its nfnetlink socket (the parameters of iptables-nft extensions), each opened once and
-/// handed down. Two more are opened by code this does not own: libnftables' own, inside `NftablesReader`, and
-/// `ReturnRouter`'s, which names the namespace by its cookie to find the record.
+/// Doctor on one namespace, through its `NamespaceHandle` (made once, by the caller or here): the rtnetlink socket
+/// (the dumps, and RTM_GETROUTE for every kernel check), the nfnetlink socket (the parameters of iptables-nft
+/// extensions) and the libnftables context (`list ruleset`), each opened once and handed down; the record is found
+/// through the same handle.
 ///
 ///     let node = try NodeConnection(namespace)
 ///     let report = try Doctor(state: try node.read(), request: request).run(kernel: node.kernel)
-public struct NodeConnection: Sendable {
-    public let namespace: NetworkNamespace
-    public let route: NetlinkSocket
+public struct NodeConnection {
+    public let handle: NamespaceHandle
+    public var namespace: NetworkNamespace { handle.namespace }
+    public var route: NetlinkSocket { handle.route }
     /// nfnetlink, or why it could not be opened (a kernel without nf_tables: then no ruleset is read, and said so).
     let netfilter: Result<NetlinkSocket, NetlinkError>
 
     public init(_ namespace: NetworkNamespace) throws(DoctorError) {
-        self.namespace = namespace
-        do { route = try NetlinkSocket(namespace: namespace) } catch { throw .netlink(error) }
+        do { try self.init(handle: NamespaceHandle(namespace)) } catch { throw .netlink(error) }
+    }
+
+    public init(handle: NamespaceHandle) {
+        self.handle = handle
         // Not an error yet: `read` says what a missing nfnetlink means (no nftables, a note) or fails then.
-        do { netfilter = .success(try NetlinkSocket(namespace: namespace, family: NetlinkSocket.netfilter)) } catch {
-            netfilter = .failure(error)
-        }
+        do { netfilter = .success(try handle.netfilter()) } catch { netfilter = .failure(error) }
     }
 
     /// The kernel's route lookup, over this connection's rtnetlink socket.
@@ -53,7 +56,7 @@ public struct NodeConnection: Sendable {
         var notes: [String] = []
         let nftables: NftRuleset
         do {
-            nftables = try NftablesReader.ruleset(in: namespace, netfilter: netfilter)
+            nftables = try NftablesReader.ruleset(handle, netfilter: netfilter)
         } catch {
             switch error {
             case .nftablesUnavailable(let why):
@@ -66,7 +69,7 @@ public struct NodeConnection: Sendable {
         }
         var record: AppliedRecord?, problem: String?
         // Not ignored: a record that cannot be read is the `record-unreadable` finding.
-        do { record = try ReturnRouter(namespace: namespace).record() } catch {
+        do { record = try ReturnRouter(handle: handle).record() } catch {
             problem = error.description
         }
         var state = NodeState(namespace: namespace, links: links, addresses: addresses, rules: rules, routes: routes,
