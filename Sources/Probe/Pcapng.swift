@@ -1,4 +1,5 @@
 import Foundation
+import Namespace
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -67,19 +68,14 @@ public enum Pcapng {
     /// Writes the file (replacing one that is there).
     public static func write(_ captures: [Capture], to path: String) throws(ProbeError) {
         let bytes = encode(captures)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ProbeError("cannot write \(path): \(Errno(rawValue: errno))") }
+        let fd = try syscall { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            .get { ProbeError("cannot write \(path): \($0)") }
         defer { close(fd) }
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in
-                Glibc.write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ProbeError("cannot write \(path): \(Errno(rawValue: errno))")
-            }
-            offset += n
+            offset += try syscall {
+                bytes.withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset) }
+            }.get { ProbeError("cannot write \(path): \($0)") }
         }
     }
 

@@ -157,12 +157,15 @@ public struct Prober {
             throw ProbeError("socket in \(ns): \(error)")
         }
         attempt.started = monotonicSeconds()
-        let rc = withSocketAddress(attempt.flow.address, attempt.flow.port) { connect(attempt.fd, $0, $1) }
-        let error = Errno(rawValue: errno)
+        // A non-blocking connect is never retried (a second call would answer EALREADY).
+        let connected = syscall(retryOnInterrupt: false) {
+            withSocketAddress(attempt.flow.address, attempt.flow.port) { connect(attempt.fd, $0, $1) }
+        }
         attempt.local = SocketAddress.local(of: attempt.fd)
-        if rc == 0 {
-            attempt.state = .reading
-        } else if error != .nowInProgress {
+        switch connected {
+        case .success: attempt.state = .reading
+        case .failure(.nowInProgress): break
+        case .failure(let error):
             attempt.outcome = error == .connectionRefused ? .refused : .failed(error)
             finish(&attempt)
         }
@@ -173,7 +176,9 @@ public struct Prober {
         case .connecting:
             var soError: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(attempt.fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+            if case .failure(let error) = syscall({ getsockopt(attempt.fd, SOL_SOCKET, SO_ERROR, &soError, &length) }) {
+                soError = error.rawValue   // the socket cannot say: that is its outcome
+            }
             if soError == 0 {
                 attempt.state = .reading
                 if attempt.local == nil { attempt.local = SocketAddress.local(of: attempt.fd) }
@@ -184,12 +189,14 @@ public struct Prober {
             }
         case .reading:
             var buffer = [UInt8](repeating: 0, count: 1024)
-            let n = buffer.withUnsafeMutableBytes { recv(attempt.fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 {
+            switch syscall({ buffer.withUnsafeMutableBytes { recv(attempt.fd, $0.baseAddress, $0.count, 0) } }) {
+            case .success(let n) where n > 0:
                 attempt.received += buffer[0..<n]
                 if attempt.received.contains(UInt8(ascii: "\n")) { finish(&attempt) }
-            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-                finish(&attempt)
+            case .failure(.resourceTemporarilyUnavailable):
+                break   // nothing yet
+            case .success, .failure:
+                finish(&attempt)   // the server closed, or the connection failed: judged from what arrived
             }
         case .done:
             break
