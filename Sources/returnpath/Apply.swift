@@ -7,15 +7,16 @@ import ReturnRouting
 
 extension Strategy: ExpressibleByArgument {}
 
-/// Where apply, remove and the agent act: a lab's host, a named namespace, or the current namespace.
+/// Where a command acts or looks (apply, remove, the agent, doctor): a lab's host, a named namespace, or the current
+/// namespace.
 struct TargetOptions: ParsableArguments {
-    @Option(name: .long, help: "Act on a lab's host (see --host).")
+    @Option(name: .long, help: "A lab's host (see --host).")
     var lab: String?
 
     @Option(name: .long, help: "With --lab: the host (default node).")
     var host = "node"
 
-    @Option(name: .long, help: "Act on this named network namespace (ip netns).")
+    @Option(name: .long, help: "This named network namespace (ip netns). Without --lab or --netns: the current namespace.")
     var netns: String?
 
     func validate() throws {
@@ -30,9 +31,9 @@ struct TargetOptions: ParsableArguments {
             guard topology.host(host) != nil else {
                 throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
             }
-            return (try namespace(Topology.namespaceName(lab: lab, host: host)), topology)
+            return (try LabSupport.existingNamespace(Topology.namespaceName(lab: lab, host: host), lab: lab), topology)
         }
-        if let netns { return (try namespace(netns), nil) }
+        if let netns { return (try LabSupport.existingNamespace(netns, lab: nil), nil) }
         return (.current, nil)
     }
 
@@ -42,13 +43,6 @@ struct TargetOptions: ParsableArguments {
             throw fail("lab \(lab ?? topology.name): no interface of \(host) leads to a router that routes its services; give -f POLICY", code: 2)
         }
         return derived
-    }
-
-    private func namespace(_ name: String) throws -> NetworkNamespace {
-        guard let ns = try? NetworkNamespace(named: name), ns.exists else {
-            throw fail("network namespace \(name) does not exist", code: 2)
-        }
-        return ns
     }
 }
 

@@ -6,20 +6,12 @@ import Namespace
 import Netlink
 import ReturnRouting
 
-/// Where doctor looks: a lab's host, a named namespace, or the current namespace (a real node). Doctor only reads.
+/// Where doctor looks (`TargetOptions`, apply's), and how its fix commands address that node. Doctor only reads.
 struct DoctorTarget: ParsableArguments {
-    @Option(name: .long, help: "Look at a lab's host (see --host).")
-    var lab: String?
-
-    @Option(name: .long, help: "With --lab: the host (default node).")
-    var host = "node"
-
-    @Option(name: .long, help: "Look at this named network namespace (ip netns).")
-    var netns: String?
-
-    func validate() throws {
-        if lab != nil && netns != nil { throw ValidationError("give --lab or --netns, not both") }
-    }
+    @OptionGroup var target: TargetOptions
+    var lab: String? { target.lab }
+    var host: String { target.host }
+    var netns: String? { target.netns }
 
     struct Resolved {
         var namespace: NetworkNamespace
@@ -31,19 +23,15 @@ struct DoctorTarget: ParsableArguments {
     }
 
     func resolve() throws -> Resolved {
-        if let lab {
-            try LabSupport.checkName(lab)
-            let (_, topology) = try LabSupport.topology(of: lab)
-            guard topology.host(host) != nil else {
-                throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
-            }
-            let name = Topology.namespaceName(lab: lab, host: host)
-            return Resolved(namespace: try ProbeFlows.namespace(name, lab: lab), topology: topology, ip: ["ip", "-n", name],
+        let (namespace, topology) = try target.resolve()
+        if let lab = target.lab {
+            let name = Topology.namespaceName(lab: lab, host: target.host)
+            return Resolved(namespace: namespace, topology: topology, ip: ["ip", "-n", name],
                             sysctl: ["ip", "netns", "exec", name, "sysctl", "-w"],
-                            returnpath: ["--lab", lab] + (host == "node" ? [] : ["--host", host]))
+                            returnpath: ["--lab", lab] + (target.host == "node" ? [] : ["--host", target.host]))
         }
-        if let netns {
-            return Resolved(namespace: try ProbeFlows.namespace(netns, lab: nil), topology: nil, ip: ["ip", "-n", netns],
+        if let netns = target.netns {
+            return Resolved(namespace: namespace, topology: nil, ip: ["ip", "-n", netns],
                             sysctl: ["ip", "netns", "exec", netns, "sysctl", "-w"], returnpath: ["--netns", netns])
         }
         return Resolved(namespace: .current, topology: nil, ip: ["ip"], sysctl: ["sysctl", "-w"], returnpath: [])

@@ -12,6 +12,16 @@ struct LabCommand: ParsableCommand {
 
 /// Shared by the lab commands.
 enum LabSupport {
+    /// A named namespace that exists (exit 2 otherwise): the one check every command that takes --netns or --lab
+    /// makes. `lab`: the lab it belongs to, for the hint.
+    static func existingNamespace(_ name: String, lab: String?) throws -> NetworkNamespace {
+        // The name itself is checked by NetworkNamespace(named:): an invalid one does not exist either.
+        guard let ns = try? NetworkNamespace(named: name), ns.exists else {
+            throw fail("network namespace \(name) does not exist" + (lab.map { ": is lab \($0) up?" } ?? ""), code: 2)
+        }
+        return ns
+    }
+
     /// The lab manager, with this very binary as the service process.
     static func manager(quiet: Bool = true) -> LabManager {
         LabManager(serveCommand: [executablePath(), "lab", "serve", "--name"],

@@ -133,11 +133,11 @@ struct ProbeCommand: ParsableCommand {
             guard let entry = topology.host(host) else {
                 throw fail("lab \(lab) has no host \"\(host)\" (hosts: \(topology.hosts.map(\.name).joined(separator: ", ")))", code: 2)
             }
-            namespace = try ProbeFlows.namespace(Topology.namespaceName(lab: lab, host: host), lab: lab)
+            namespace = try LabSupport.existingNamespace(Topology.namespaceName(lab: lab, host: host), lab: lab)
             name = host
             services = entry.services.map(\.address) + entry.dnat.map(\.address)
         } else if let netns {
-            namespace = try ProbeFlows.namespace(netns, lab: nil)
+            namespace = try LabSupport.existingNamespace(netns, lab: nil)
             name = netns
         } else {
             namespace = .current
@@ -216,7 +216,7 @@ enum ProbeFlows {
         var namespaces: [String: NetworkNamespace] = [:]
         func namespace(of host: String) throws -> NetworkNamespace {
             if let known = namespaces[host] { return known }
-            let made = try Self.namespace(Topology.namespaceName(lab: lab, host: host), lab: lab)
+            let made = try LabSupport.existingNamespace(Topology.namespaceName(lab: lab, host: host), lab: lab)
             namespaces[host] = made
             return made
         }
@@ -233,14 +233,6 @@ enum ProbeFlows {
             return Flow(source: source, client: try namespace(of: source), address: address, port: port,
                         destination: destination, translation: translation)
         }
-    }
-
-    /// A named namespace that exists (exit 2 otherwise).
-    static func namespace(_ name: String, lab: String?) throws -> NetworkNamespace {
-        guard let ns = try? NetworkNamespace(named: name), ns.exists else {
-            throw fail("namespace \(name) does not exist" + (lab.map { ": is lab \($0) up?" } ?? ""), code: 2)
-        }
-        return ns
     }
 }
 
