@@ -383,8 +383,8 @@ public final class AgentCore: @unchecked Sendable {
         return .changed
     }
 
-    /// The policy without the interfaces that cannot carry their return path now: down, without an IPv4 address
-    /// on their gateway's subnet (the kernel refuses a route via them, and apply refuses such a gateway), or gone
+    /// The policy without the interfaces that cannot carry their return path now: down, without an address on the
+    /// subnet of one of their gateways (IPv4 or IPv6) (the kernel refuses a route via them, and apply refuses such a gateway), or gone
     /// (deleted while the agent runs). Their routes are gone anyway; the rest of the policy stays true. They come
     /// back when they can. With `keepMissing` (the first apply, a new policy's check) an interface that does not
     /// exist stays in, and apply refuses the policy for it, as it would on its own.
@@ -401,10 +401,16 @@ public final class AgentCore: @unchecked Sendable {
                 missing[entry.name] = "down"
                 return false
             }
-            let addresses = (try? inspector.addresses(family: .inet, interface: entry.name)) ?? []
-            if !addresses.contains(where: { $0.prefix.contains(entry.gateway) }) {
-                missing[entry.name] = "no address on the subnet of its gateway \(entry.gateway)"
-                return false
+            // Each family the entry has a gateway for (an IPv6-only entry has only gateway6's): the interface needs an
+            // address on that gateway's subnet, except for a link-local gateway, which every up link reaches.
+            for family in entry.families {
+                guard let gateway = entry.gateway(for: family), !gateway.isLinkLocal else { continue }
+                // A failed read counts as no address: the entry is left out and the next event or resync asks again.
+                let addresses = (try? inspector.addresses(family: family, interface: entry.name)) ?? []
+                if !addresses.contains(where: { $0.prefix.contains(gateway) && !$0.prefix.address.isLinkLocal }) {
+                    missing[entry.name] = "no address on the subnet of its gateway \(gateway)"
+                    return false
+                }
             }
             return true
         }

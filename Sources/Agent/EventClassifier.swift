@@ -67,7 +67,12 @@ public struct EventClassifier: Sendable {
             return .link
         case .address:
             guard let index = event.interfaceIndex, let name = names[index] else { return nil }
-            if interfaces.contains(name) && event.family == AddressFamily.inet.rawValue { return .address }
+            // A policy interface's addresses decide whether it can reach its gateways: IPv4's, and IPv6's global ones
+            // (the link-local fe80:: address comes and goes with the link; a link-local gateway needs no address).
+            if interfaces.contains(name) {
+                if event.family == AddressFamily.inet.rawValue { return .address }
+                if event.family == AddressFamily.inet6.rawValue, let address = event.address, !address.isLinkLocal { return .address }
+            }
             if let prefixes = sources[name], let address = event.address, prefixes.contains(where: { $0.contains(address) }) {
                 return .address
             }

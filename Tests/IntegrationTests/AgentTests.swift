@@ -423,3 +423,46 @@ struct AgentTests {
         }
     }
 }
+
+/// The agent on the dual-stack seed with an IPv6-only entry: it must be kept (it was always left out while only IPv4
+/// addresses were checked against the entry's gateway), left out while eth1 has no address on fd00:221::/64, and
+/// taken back in when it has one again.
+@Suite(.enabled(if: isRoot, "needs root"), .serialized)
+struct AgentIPv6Tests {
+    @Test func anIPv6OnlyEntryIsKeptTrue() throws {
+        try withLab(file: repositoryRoot.appendingPathComponent("docs/seed-dualstack.yaml").path) { lab in
+            let node = try ns(lab, "node")
+            try withTemporaryDirectory { dir in
+                let path = "\(dir)/policy.yaml"
+                try """
+                    apiVersion: returnpath.dev/v1alpha1
+                    kind: ReturnTrafficPolicy
+                    spec:
+                      strategy: mark
+                      interfaces:
+                        - {name: eth1, gateway: "fd00:221::21", services: ["fd00:1::1"]}
+
+                    """.write(toFile: path, atomically: true, encoding: .utf8)
+                let agent = try startAgent(["-f", path, "--netns", node.name!])
+                defer { agent.kill() }
+                func table() throws -> [[String: Any]] { try ipJSON(node, "-6", "route", "show", "table", "52001") }
+                func viaRouter() throws -> Bool {
+                    try table().contains { $0["dst"] as? String == "default" && $0["gateway"] as? String == "fd00:221::21" }
+                }
+                #expect(try waitUntil(timeout: 3) { try viaRouter() }, "\(agent.output) \(agent.errors)")
+                #expect(try run(["ip", "-6", "-n", node.name!, "rule"]).contains("lookup 52001"))
+                let reply = try returnpath("lab", "exec", "--name", lab, "client1", "--", "nc", "-w", "2", "fd00:1::1", "3000")
+                #expect(reply.output.contains("svc1"), "\(reply.output) \(reply.errors)")
+                #expect(!agent.errors.contains("cannot carry its return path"), "\(agent.errors)")
+
+                // No address on the gateway's subnet: the kernel drops the route, the agent leaves eth1 out, names why.
+                try ip(node, "-6", "addr", "del", "fd00:221::11/64", "dev", "eth1")
+                #expect(agent.waitForLog("eth1 cannot carry its return path now (no address on the subnet of its gateway fd00:221::21)",
+                                         timeout: 3), "\(agent.errors)")
+                try ip(node, "-6", "addr", "add", "fd00:221::11/64", "dev", "eth1", "nodad")
+                #expect(try waitUntil(timeout: 3) { try viaRouter() }, "\(agent.errors)")
+                #expect(agent.isRunning)
+            }
+        }
+    }
+}
