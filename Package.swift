@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "Lab", "ReturnRouting",
+                "CLinux", "Netlink", "Namespace", "ReturnRouting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,7 +1,6 @@
 import CLinux
 import Dispatch
 import Foundation
-import Lab
 import Logging
 import Namespace
 import Netlink
@@ -204,23 +203,16 @@ public final class AgentCore: @unchecked Sendable {
     }
 
     func runLoop() {
-        let quiet = UInt64(configuration.quietPeriod * 1e9), shortest = UInt64(configuration.maximumDelay * 1e9)
-        let ceiling = UInt64(max(configuration.floodDelay, configuration.maximumDelay) * 1e9)
-        var longest = shortest
+        var debouncer = Debouncer(quietSeconds: configuration.quietPeriod, shortestSeconds: configuration.maximumDelay,
+                                  ceilingSeconds: configuration.floodDelay)
         let settle = UInt64(configuration.policySettle * 1e9)
         var nextResync = Self.now() + jittered()
-        var pending: Trigger?
-        var firstEvent: UInt64 = 0, lastEvent: UInt64 = 0
         var policyDue: UInt64?
         var reopenDue: UInt64?
         var received: [NetlinkEvent] = []
 
         func note(_ trigger: Trigger, immediate: Bool = false) {
-            let now = Self.now()
-            if pending == nil { firstEvent = now }
-            pending = min(pending ?? trigger, trigger)
-            lastEvent = now
-            if immediate { firstEvent = 0 }
+            debouncer.note(trigger, at: Self.now(), immediate: immediate)
         }
 
         while true {
@@ -240,7 +232,7 @@ public final class AgentCore: @unchecked Sendable {
 
             // Wait for the earliest of: the pending reconcile, the policy file settling, a reopen, the resync.
             var deadline = nextResync
-            if pending != nil { deadline = min(deadline, min(firstEvent &+ longest, lastEvent &+ quiet)) }
+            if let due = debouncer.deadline { deadline = min(deadline, due) }
             if let policyDue { deadline = min(deadline, policyDue) }
             if let reopenDue { deadline = min(deadline, reopenDue) }
             let now = Self.now()
@@ -250,9 +242,11 @@ public final class AgentCore: @unchecked Sendable {
             let eventFDs = events?.descriptors ?? []
             for fd in eventFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             if let watcher { fds.append(pollfd(fd: watcher.descriptor, events: Int16(POLLIN), revents: 0)) }
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            if ready < 0 && errno != EINTR {
-                logger.error("poll failed: \(Errno(rawValue: errno))")
+            var ready: Int32 = 0
+            switch syscall(retryOnInterrupt: false, { poll(&fds, nfds_t(fds.count), timeout) }) {
+            case .success(let count): ready = count
+            case .failure(.interrupted): break   // a signal: the loop looks at its commands again
+            case .failure(let error): logger.error("poll failed: \(error)")
             }
             if ready > 0 {
                 if fds[0].revents != 0 {
@@ -302,12 +296,7 @@ public final class AgentCore: @unchecked Sendable {
                 if reloadPolicy(force: false) == .changed { note(.policy, immediate: true) }
             }
             current = Self.now()
-            if let trigger = pending, current >= lastEvent &+ quiet || current >= firstEvent &+ longest {
-                // Forced by the delay while events still come: a flood; the next reconcile waits longer.
-                longest = current >= lastEvent &+ quiet ? shortest : min(longest * 2, ceiling)
-                pending = nil
-                reconcile(trigger)
-            }
+            if let trigger = debouncer.due(at: current) { reconcile(trigger) }
             current = Self.now()
             if current >= nextResync {
                 reconcile(.resync)

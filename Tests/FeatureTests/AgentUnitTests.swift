@@ -8,7 +8,9 @@ import Testing
 
 struct AgentUnitTests {
     @Test func metricsAddressesParse() {
-        #expect(MetricsAddress("127.0.0.1:9712") == MetricsAddress("127.0.0.1:9712"))
+        let parsed = MetricsAddress("127.0.0.1:9712")
+        #expect(parsed != nil && parsed?.host == "127.0.0.1" && parsed?.isIPv6 == false)
+        #expect(parsed != MetricsAddress("127.0.0.1:9713"))
         #expect(MetricsAddress("127.0.0.1:9712")?.port == 9712)
         #expect(MetricsAddress("[::1]:9712")?.isIPv6 == true)
         #expect(MetricsAddress("0.0.0.0:0")?.port == 0)
