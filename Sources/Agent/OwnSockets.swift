@@ -37,15 +37,12 @@ enum OwnSockets {
 
     /// A whole (small) file with open/read: safe on the namespace thread.
     static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        // Unreadable is "no own sockets known": the agent then only ignores fewer of its own events (see the caller).
+        guard case .success(let fd) = syscall({ open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
         defer { close(fd) }
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+        while case .success(let n) = syscall({ chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }), n > 0 {
             data += chunk[0..<n]
         }
         return String(decoding: data, as: UTF8.self)

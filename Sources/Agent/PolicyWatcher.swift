@@ -1,4 +1,5 @@
 import Foundation
+import Namespace
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -24,12 +25,11 @@ final class PolicyWatcher {
         self.path = path
         let url = URL(fileURLWithPath: path)
         directory = url.deletingLastPathComponent().path
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else { throw .system("inotify_init1", Errno(rawValue: errno)) }
-        guard inotify_add_watch(fd, directory, Self.mask) >= 0 else {
-            let e = Errno(rawValue: errno)
+        let fd = try syscall { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }.get { AgentError.system("inotify_init1", $0) }
+        let watched = url.deletingLastPathComponent().path
+        if case .failure(let e) = syscall({ inotify_add_watch(fd, watched, Self.mask) }) {
             close(fd)
-            throw .system("watch \(directory) (inotify_add_watch)", e)
+            throw .system("watch \(watched) (inotify_add_watch)", e)
         }
         descriptor = fd
         followTarget()
@@ -44,8 +44,8 @@ final class PolicyWatcher {
             resolved = nil
         }
         guard target != directory else { return }
-        let watch = inotify_add_watch(descriptor, target, Self.mask)
-        if watch >= 0 { resolved = (watch, target) }
+        // A target that cannot be watched (gone again) is watched once the link changes: the directory's watch sees it.
+        if case .success(let watch) = syscall({ inotify_add_watch(descriptor, target, Self.mask) }) { resolved = (watch, target) }
     }
 
     deinit { close(descriptor) }
@@ -53,13 +53,12 @@ final class PolicyWatcher {
     /// Reads the queued events; true when there was any (the file may have changed).
     func drain() -> Bool {
         var any = false
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if n > 0 { any = true; continue }
-            if n < 0 && errno == EINTR { continue }
-            if any { followTarget() }
-            return any
+        // Until the queue is empty (EAGAIN: the descriptor is non-blocking) or the read fails.
+        while case .success(let n) = syscall({ buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) } }), n > 0 {
+            any = true
         }
+        if any { followTarget() }
+        return any
     }
 
     /// The file's text now (following symlinks), or why it cannot be read.
