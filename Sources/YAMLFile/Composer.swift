@@ -1,4 +1,7 @@
 import CYAML
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Composes one document from libyaml's events (libyaml-dev, through the CYAML system library) straight into `Node`s,
 // refusing hostile input as it goes, so no limit depends on what comes later in the text:
@@ -109,7 +112,7 @@ private final class EventReader {
     init(file: String, bytes: UnsafeBufferPointer<UInt8>) {
         self.file = file
         self.bytes = bytes
-        mayHaveExplicitKeys = bytes.contains(UInt8(ascii: "?"))
+        mayHaveExplicitKeys = bytes.baseAddress.map { memchr($0, Int32(UInt8(ascii: "?")), bytes.count) != nil } ?? false
         parser = .allocate(capacity: 1)
         parser.initialize(to: yaml_parser_t())
         event = .allocate(capacity: 1)
@@ -196,22 +199,29 @@ private final class EventReader {
         case YAML_FOLDED_SCALAR_STYLE: style = .folded
         default: style = .plain
         }
-        let composed = Composed(node: .scalar(.init(string, tag: Self.text(data.tag), style: style, mark: startMark)), size: 1, height: 0)
-        if let anchor = Self.text(data.anchor) { anchors[anchor] = composed }
-        return composed
+        return anchored(Composed(node: .scalar(.init(string, tag: Self.text(data.tag), style: style, mark: startMark)), size: 1, height: 0),
+                        Self.text(data.anchor))
     }
 
-    private func checkDepth(_ mark: Node.Mark, enclosing: Int) throws(FileError) {
+    /// The current event opens a list or a mapping: where (within the depth limit), its tag and its anchor.
+    private func opening(enclosing: Int, tag: UnsafeMutablePointer<yaml_char_t>?, anchor: UnsafeMutablePointer<yaml_char_t>?)
+        throws(FileError) -> (mark: Node.Mark, tag: String?, anchor: String?) {
+        let mark = startMark
         if enclosing + 1 > YAMLReader.maximumDepth {
             throw fail(mark, "lists and mappings nested more than \(YAMLReader.maximumDepth) levels deep")
         }
+        return (mark, Self.text(tag), Self.text(anchor))
+    }
+
+    /// `composed`, kept under its anchor's name when it has one.
+    private func anchored(_ composed: Composed, _ anchor: String?) -> Composed {
+        if let anchor { anchors[anchor] = composed }
+        return composed
     }
 
     private func sequence(enclosing: Int, inKey: Bool) throws(FileError) -> Composed {
         let start = event.pointee.data.sequence_start
-        let mark = startMark
-        try checkDepth(mark, enclosing: enclosing)
-        let tag = Self.text(start.tag), anchor = Self.text(start.anchor)
+        let (mark, tag, anchor) = try opening(enclosing: enclosing, tag: start.tag, anchor: start.anchor)
         let style: Node.CollectionStyle = start.style == YAML_FLOW_SEQUENCE_STYLE ? .flow : .block
         var items: [Node] = []
         var size = 1, height = 1
@@ -223,16 +233,12 @@ private final class EventReader {
             height = max(height, item.height + 1)
             type = try next()
         }
-        let composed = Composed(node: .sequence(.init(items, tag: tag, style: style, mark: mark)), size: size, height: height)
-        if let anchor { anchors[anchor] = composed }
-        return composed
+        return anchored(Composed(node: .sequence(.init(items, tag: tag, style: style, mark: mark)), size: size, height: height), anchor)
     }
 
     private func mapping(enclosing: Int, inKey: Bool) throws(FileError) -> Composed {
         let start = event.pointee.data.mapping_start
-        let mark = startMark
-        try checkDepth(mark, enclosing: enclosing)
-        let tag = Self.text(start.tag), anchor = Self.text(start.anchor)
+        let (mark, tag, anchor) = try opening(enclosing: enclosing, tag: start.tag, anchor: start.anchor)
         let style: Node.CollectionStyle = start.style == YAML_FLOW_MAPPING_STYLE ? .flow : .block
         var pairs: [(key: Node, value: Node)] = []
         var keys = KeySet()
@@ -250,9 +256,7 @@ private final class EventReader {
             height = max(height, key.height + 1, value.height + 1)
             type = try next()
         }
-        let composed = Composed(node: .mapping(.init(pairs, tag: tag, style: style, mark: mark)), size: size, height: height)
-        if let anchor { anchors[anchor] = composed }
-        return composed
+        return anchored(Composed(node: .mapping(.init(pairs, tag: tag, style: style, mark: mark)), size: size, height: height), anchor)
     }
 
     private func alias(enclosing: Int, inKey: Bool) throws(FileError) -> Composed {
