@@ -12,7 +12,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
@@ -43,13 +42,14 @@ let package = Package(
             name: "Handle",
             dependencies: ["CNftables", "Namespace", "Netlink", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // libyaml, from the system (libyaml-dev).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // Reading YAML documents (topologies, policies): every problem is FILE:LINE, and hostile input (deep nesting,
         // alias bombs, huge files) is refused, never a crash or a hang.
         .target(
             name: "YAMLFile",
             dependencies: [
-                "Netlink",
-                .product(name: "Yams", package: "Yams"),
+                "CYAML", "Netlink",
             ]
         ),
         // Labs: topology files, building them in namespaces, their services, DNAT rules (libnftables) and state.
@@ -58,7 +58,6 @@ let package = Package(
             name: "Lab",
             dependencies: [
                 "CLinux", "Handle", "Netlink", "Namespace", "YAMLFile",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             resources: [
@@ -84,7 +83,6 @@ let package = Package(
             name: "ReturnRouting",
             dependencies: [
                 "Handle", "Netlink", "Namespace", "YAMLFile",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -131,9 +129,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Agent", "Benchmarks", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
+                "Agent", "Benchmarks", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor", "YAMLFile",
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Yams", package: "Yams"),
             ]
         ),
     ],

@@ -1,7 +1,6 @@
 import Foundation
 import Netlink
 import YAMLFile
-import Yams
 
 /// A topology file that cannot be built. Nothing was created.
 public typealias TopologyError = FileError

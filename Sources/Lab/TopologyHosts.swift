@@ -1,7 +1,6 @@
 import Foundation
 import Netlink
 import YAMLFile
-import Yams
 
 /// A host of a topology file: its role, interfaces, addresses, routes, sysctls, services and DNAT entries.
 extension TopologyParser {

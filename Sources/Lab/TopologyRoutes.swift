@@ -1,7 +1,6 @@
 import Foundation
 import Netlink
 import YAMLFile
-import Yams
 
 /// The entries a host of a topology file lists under `dnat` and `routes`.
 extension TopologyParser {

@@ -1,6 +1,5 @@
 import Netlink
 import YAMLFile
-import Yams
 
 /// How replies are steered back out of the interface their request came in on.
 public enum Strategy: String, Sendable, CaseIterable, Codable {

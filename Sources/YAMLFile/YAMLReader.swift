@@ -3,7 +3,6 @@ import Foundation
 import Glibc
 #endif
 import Netlink
-import Yams
 
 /// A file that cannot be used (a topology, a policy): names the file, the line, and the problem.
 public struct FileError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -59,9 +58,9 @@ public struct YAMLReader: Sendable {
 
     /// The document's root; malformed YAML, duplicate keys, nesting deeper than `maximumDepth`, undefined aliases
     /// and aliases that expand too far are errors with their line. Explicit keys ("? KEY") and aliases as keys are
-    /// refused (see SafeComposer).
+    /// refused (see Composer.swift).
     public func compose(_ text: String) throws(FileError) -> Node {
-        try SafeComposer(file: file).compose(text)
+        try Composer(file: file).compose(text)
     }
 
     /// Reads a file from disk as UTF-8 text: at most `maximumBytes`, so a device or a pipe that never ends is
@@ -109,57 +108,6 @@ public struct YAMLReader: Sendable {
 
     static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-    /// A Yams error as a FileError: the line (for a reader error, counted from its offset), and the problem with the
-    /// stand-ins for "*" and "?" shown as themselves.
-    /// `composed`: the text Yams was given (`text` with the stand-ins).
-    static func fileError(_ error: YamlError, file: String, text: String, composed: String, markers: Markers?) -> FileError {
-        let reveal = { (message: String) in markers?.reveal(message) ?? message }
-        switch error {
-        case .reader(let problem, let offset, let value, _):
-            // offset counts Characters of the composed text (Yams measures it so); libyaml's line breaks are
-            // Characters that are newlines, and the stand-ins are not.
-            let line = offset.map { offset in composed.prefix(offset).reduce(1) { $1.isNewline ? $0 + 1 : $0 } }
-            let character = value >= 0 ? " (U+\(String(format: "%04X", value)))" : ""
-            return FileError(file: file, line: line, message: "malformed YAML: \(problem)\(character)")
-        case .memory:
-            return FileError(file: file, line: nil, message: "malformed YAML: out of memory")
-        default:
-            return FileError(file: file, line: line(of: error, in: text, markers: markers),
-                             message: "malformed YAML: \(reveal(problem(of: error)))")
-        }
-    }
-
-    /// The line of a YAML error (Yams counts from 1). For a duplicate key: the line of its second occurrence.
-    static func line(of error: YamlError, in text: String, markers: Markers? = nil) -> Int? {
-        switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            if let key = duplicates.first.map({ markers?.reveal($0) ?? $0 }) {
-                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                let hits = lines.indices.filter { index in
-                    let stripped = lines[index].drop { $0 == " " || $0 == "-" }
-                    return stripped.hasPrefix(key + ":") || stripped.hasPrefix("\"\(key)\":")
-                }
-                if hits.count >= 2 { return hits[1] + 1 }
-            }
-            return context.mark.line
-        default: return nil
-        }
-    }
-
-    static func problem(of error: YamlError) -> String {
-        switch error {
-        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
-             .composer(let context, let problem, _, _):
-            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-        case .duplicatedKeysInMapping(let duplicates, _):
-            return "duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", "))"
-        default:
-            // The other cases are not parser errors; their descriptions are one line.
-            return "\(error)"
-        }
-    }
-
     public func fail(_ node: Node?, _ message: String) -> FileError {
         FileError(file: file, line: node?.mark?.line, message: message)
     }
@@ -168,7 +116,7 @@ public struct YAMLReader: Sendable {
     public func entries(_ node: Node, _ what: String, allowed: [String]? = nil) throws(FileError) -> [(key: String, keyNode: Node, value: Node)] {
         guard let mapping = node.mapping else { throw fail(node, "\(what) must be a mapping") }
         var result: [(String, Node, Node)] = []
-        for (key, value) in mapping {
+        for (key, value) in mapping.pairs {
             guard let name = key.scalar?.string else { throw fail(key, "\(what): keys must be plain names") }
             if name.utf8.contains(0) { throw fail(key, "\(what): a key contains a NUL character") }
             if let allowed, !allowed.contains(name) {
@@ -212,7 +160,7 @@ public struct YAMLReader: Sendable {
 
     public func list(_ node: Node, _ what: String) throws(FileError) -> [Node] {
         guard let sequence = node.sequence else { throw fail(node, "\(what) must be a list") }
-        return Array(sequence)
+        return sequence.items
     }
 
 }

@@ -53,8 +53,8 @@ struct ReaderRobustnessTests {
         // 64 levels are YAML the readers look at (and refuse for what it is); 65 are not.
         #expect(refusals(String(repeating: "[", count: 64) + String(repeating: "]", count: 64)).policy?.message == "the policy must be a mapping")
         expectRefused(String(repeating: "[", count: 65) + String(repeating: "]", count: 65), line: 1, "nested more than 64 levels")
-        // Beyond libyaml's own limit, its error.
-        expectRefused(String(repeating: "[", count: 10_000), line: 1, "Maximum nesting level reached")
+        // Far beyond: refused at the 65th level, before libyaml reads on (0.2.5 has no nesting limit of its own).
+        expectRefused(String(repeating: "[", count: 10_000), line: 1, "nested more than 64 levels")
     }
 
     /// Was: a hang. Yams hashed a key that is an alias of a billion-laughs structure through all its 10^9 nodes.
@@ -70,7 +70,8 @@ struct ReaderRobustnessTests {
         expectRefused(chain, line: 64, "alias *a62 nests lists and mappings more than 64 levels deep")
         expectRefused("a: [*nowhere]\n", line: 1, "undefined alias *nowhere")
         expectRefused("a: &a [*a]\n", line: 1, "undefined alias *a")
-        expectRefused("a: &a x\nb: *a y\n", line: 2, "malformed alias \"*a y\"")
+        expectRefused("a: &a x\nb: *a y\n", line: 2, "malformed YAML: while parsing a block mapping: did not find expected key")
+        expectRefused("a: *\n", line: 1, "malformed YAML: while scanning an alias: did not find expected alphabetic or numeric character")
     }
 
     /// Was: over 60 s. 3000 hosts sharing one 300-route list through an alias are 900,000 routes to check and keep.
@@ -158,7 +159,7 @@ struct ReaderRobustnessTests {
             .replacingOccurrences(of: "reply: svc2", with: "reply: why? not*")
         let topology = try TopologyFile.parse(seed, file: "t.yaml")
         #expect(topology.host("node")?.services.map(\.reply) == ["what? *yes* & [no]", "why? not*"])
-        // Lines are unchanged by the stand-ins for "*" and "?".
+        // "*" and "?" inside names.
         #expect(throws: FileError(file: "t.yaml", line: 2, message: "unknown key \"x*?\" in the topology (allowed: name, networks, hosts, flows)")) {
             try TopologyFile.parse("name: a*b?c\nx*?: 1\n", file: "t.yaml")
         }

@@ -1,7 +1,7 @@
 import Foundation
 import Namespace
 import Testing
-import Yams
+import YAMLFile
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,27 +19,44 @@ struct DaemonSetSpec {
     var policyText: String
 
     static func load() throws -> DaemonSetSpec {
-        let daemonSet = try #require(try Yams.load(yaml: String(contentsOf: deployDirectory.appendingPathComponent("kubernetes/daemonset.yaml"), encoding: .utf8)) as? [String: Any])
-        let configMap = try #require(try Yams.load(yaml: String(contentsOf: deployDirectory.appendingPathComponent("kubernetes/configmap.yaml"), encoding: .utf8)) as? [String: Any])
-        let pod = try #require(((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
-        let container = try #require((pod["containers"] as? [[String: Any]])?.first)
-        let liveness = try #require((container["livenessProbe"] as? [String: Any])?["httpGet"] as? [String: Any])
-        let readiness = try #require((container["readinessProbe"] as? [String: Any])?["httpGet"] as? [String: Any])
-        let mounts = try #require(container["volumeMounts"] as? [[String: Any]])
-        let policyMount = try #require(mounts.first { $0["name"] as? String == "policy" })
+        let daemonSet = try manifest("daemonset.yaml"), configMap = try manifest("configmap.yaml")
+        let pod = try #require(daemonSet["spec"]?["template"]?["spec"])
+        let container = try #require(pod["containers"]?.sequence?.items.first)
+        let liveness = try #require(container["livenessProbe"]?["httpGet"])
+        let readiness = try #require(container["readinessProbe"]?["httpGet"])
+        let mounts = try #require(container["volumeMounts"]?.sequence?.items)
+        let policyMount = try #require(mounts.first { $0["name"]?.text == "policy" })
         #expect(policyMount["subPath"] == nil, "a subPath mount never sees ConfigMap updates")
-        #expect(pod["hostNetwork"] as? Bool == true)
-        let volumes = try #require(pod["volumes"] as? [[String: Any]])
-        let run = try #require(volumes.first { $0["name"] as? String == "run" }?["hostPath"] as? [String: Any])
-        #expect(run["path"] as? String == "/run/returnpath")
+        #expect(pod["hostNetwork"]?.text == "true")
+        let volumes = try #require(pod["volumes"]?.sequence?.items)
+        let run = try #require(volumes.first { $0["name"]?.text == "run" }?["hostPath"])
+        #expect(run["path"]?.text == "/run/returnpath")
         return DaemonSetSpec(
-            command: try #require(container["command"] as? [String]),
-            args: try #require(container["args"] as? [String]),
-            livenessPath: try #require(liveness["path"] as? String),
-            readinessPath: try #require(readiness["path"] as? String),
-            probePort: try #require(liveness["port"] as? Int),
-            policyMountPath: try #require(policyMount["mountPath"] as? String),
-            policyText: try #require((configMap["data"] as? [String: Any])?["policy.yaml"] as? String))
+            command: try #require(container["command"]?.texts),
+            args: try #require(container["args"]?.texts),
+            livenessPath: try #require(liveness["path"]?.text),
+            readinessPath: try #require(readiness["path"]?.text),
+            probePort: try #require(liveness["port"]?.text.flatMap { Int($0) }),
+            policyMountPath: try #require(policyMount["mountPath"]?.text),
+            policyText: try #require(configMap["data"]?["policy.yaml"]?.text))
+    }
+
+    /// A manifest of deploy/kubernetes, read by the reader the policies and topologies go through.
+    static func manifest(_ name: String) throws -> Node {
+        let path = deployDirectory.appendingPathComponent("kubernetes/\(name)").path
+        return try YAMLReader(file: path).compose(try YAMLReader.read(path))
+    }
+}
+
+/// Just enough to walk a manifest.
+private extension Node {
+    subscript(key: String) -> Node? { mapping?.pairs.first { $0.key.scalar?.string == key }?.value }
+    var text: String? { scalar?.string }
+    /// A list of single values, or nil.
+    var texts: [String]? {
+        guard let items = sequence?.items else { return nil }
+        let texts = items.compactMap(\.text)
+        return texts.count == items.count ? texts : nil
     }
 }
 

@@ -1,0 +1,2 @@
+// libyaml (Debian: libyaml-dev), for the YAML reader (Sources/YAMLFile).
+#include <yaml.h>
