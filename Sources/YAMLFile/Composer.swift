@@ -30,6 +30,8 @@ struct Composer {
         if text.utf8.count > YAMLReader.maximumBytes {
             throw FileError(file: file, line: nil, message: "the document is larger than \(YAMLReader.maximumSize)")
         }
+        // (libyaml asserts that its input is not a null pointer, which an empty buffer may be.)
+        if text.utf8.isEmpty { throw FileError(file: file, line: nil, message: "the file is empty") }
         if let line = Self.lineOverKeyBudget(text) {
             throw FileError(file: file, line: line, message: "too many lists or mappings used as keys (\"]:\" or \"}:\"); keys are plain names")
         }
