@@ -129,8 +129,9 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Agent", "Benchmarks", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor", "YAMLFile",
+                "Agent", "Benchmarks", "Netlink", "Namespace", "Lab", "Probe", "ReturnRouting", "Doctor",
                 .product(name: "SystemPackage", package: "swift-system"),
+                "YAMLFile",
             ]
         ),
     ],

@@ -104,7 +104,9 @@ private func largePolicy(_ count: Int) throws -> (text: String, services: [[IPPr
         for (text, expected) in cases {
             #expect((try? composed(text).get()) == expected, "\(text.debugDescription): \(composed(text))")
         }
-        #expect(throws: FileError(file: "t.yaml", line: nil, message: "the file is empty")) { try composed("# nothing\n").get() }
+        for empty in ["", "# nothing\n", " \n\n"] {
+            #expect(throws: FileError(file: "t.yaml", line: nil, message: "the file is empty")) { try composed(empty).get() }
+        }
     }
 
     @Test func refusalsNameTheirLine() {
