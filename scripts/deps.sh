@@ -30,3 +30,16 @@ ensure_python_packages() {
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+# scripts/image and scripts/image-test: mmdebstrap (the image's Debian root), python3-yaml (Debian's python3 reads
+# the DaemonSet's arguments), binutils (readelf, strip) and the packages the caller adds (a build dependency; the
+# test's readers umoci, skopeo, podman). Installed when missing, as root or through sudo.
+ensure_image_packages() {
+    local wanted=(mmdebstrap python3-yaml binutils "$@") installed missing=()
+    installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" {print $2}')
+    for p in "${wanted[@]}"; do grep -qx "$p" <<<"$installed" || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
