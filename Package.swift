@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "YAMLFile",
             dependencies: [
-                "CYAML", "Netlink",
+                "CYAML", "Namespace", "Netlink",
             ]
         ),
         // Labs: topology files, building them in namespaces, their services, DNAT rules (libnftables) and state.

@@ -31,7 +31,8 @@ public final class NamespaceHandle {
     /// libnftables, for what nfnetlink alone does not say or do (a table's structure, `list ruleset`).
     public func nftables() throws(NftablesError) -> Nftables {
         if let nftablesContext { return nftablesContext }
-        let made = try Nftables(namespace: namespace)
+        // An nfnetlink socket this handle already opened proves the kernel has it: no second probe.
+        let made = try Nftables(namespace: namespace, nfnetlinkKnown: netfilterSocket != nil)
         nftablesContext = made
         return made
     }

@@ -59,18 +59,11 @@ public final class Nftables {
     private let context: OpaquePointer
 
     /// A context in `namespace`. libnftables exits the process when it cannot open its netlink socket: a kernel
-    /// without nfnetlink is found first and is `.unavailable`.
-    public init(namespace: NetworkNamespace) throws(NftablesError) {
+    /// without nfnetlink is found first (a throwaway nfnetlink socket, unless `nfnetlinkKnown`: the caller opened
+    /// one there already) and is `.unavailable`.
+    public init(namespace: NetworkNamespace, nfnetlinkKnown: Bool = false) throws(NftablesError) {
         self.namespace = namespace
-        do {
-            let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NetlinkSocket.netfilter)
-            close(probe)
-        } catch {
-            switch error {
-            case .system(_, let errno), .permission(_, let errno): throw .unavailable(namespace: namespace.description, errno: errno)
-            default: throw .namespace(error)
-            }
-        }
+        if !nfnetlinkKnown { try Self.checkNfnetlink(in: namespace) }
         let made: OpaquePointer?
         do {
             made = try namespace.perform { () -> OpaquePointer? in
@@ -84,6 +77,18 @@ public final class Nftables {
         }
         guard let made else { throw .failed(operation: "nftables in \(namespace)", message: "nft_ctx_new failed") }
         context = made
+    }
+
+    private static func checkNfnetlink(in namespace: NetworkNamespace) throws(NftablesError) {
+        do {
+            let probe = try namespace.socket(domain: AF_NETLINK, type: Int32(SOCK_RAW.rawValue), protocol: NetlinkSocket.netfilter)
+            close(probe)
+        } catch {
+            switch error {
+            case .system(_, let errno), .permission(_, let errno): throw .unavailable(namespace: namespace.description, errno: errno)
+            default: throw .namespace(error)
+            }
+        }
     }
 
     // Freeing closes the context's socket: that needs no thread in the namespace.

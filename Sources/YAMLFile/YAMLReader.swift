@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Namespace
 import Netlink
 
 /// A file that cannot be used (a topology, a policy): names the file, the line, and the problem.
@@ -66,17 +67,14 @@ public struct YAMLReader: Sendable {
     /// Reads a file from disk as UTF-8 text: at most `maximumBytes`, so a device or a pipe that never ends is
     /// refused too.
     public static func read(_ path: String) throws(FileError) -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(file: path, line: nil, message: "cannot read the file: \(errorText(errno))") }
+        let descriptor = try syscall { open(path, O_RDONLY | O_CLOEXEC) }
+            .get { FileError(file: path, line: nil, message: "cannot read the file: \($0)") }
         defer { close(descriptor) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileError(file: path, line: nil, message: "cannot read the file: \(errorText(errno))")
-            }
+            let count = try syscall { chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) } }
+                .get { FileError(file: path, line: nil, message: "cannot read the file: \($0)") }
             if count == 0 { break }
             bytes += chunk[..<count]
             if bytes.count > maximumBytes {
@@ -106,7 +104,6 @@ public struct YAMLReader: Sendable {
         }
     }
 
-    static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     public func fail(_ node: Node?, _ message: String) -> FileError {
         FileError(file: file, line: node?.mark?.line, message: message)
