@@ -18,6 +18,8 @@ public struct AgentConfiguration: Sendable {
     public var policyPath: String?
     /// A fixed policy (derived from a lab) when there is no file.
     public var policy: Policy?
+    /// The node's name for spec.nodes, and where it came from (--node, NODE_NAME, lab host, hostname).
+    public var node: (name: String, source: String) = ("localhost", "hostname")
     /// --strategy; else the policy's, else source.
     public var strategy: Strategy?
     /// --resync-interval: the periodic full reconcile, ± 10 % jitter, never reset by events.
@@ -56,6 +58,10 @@ public final class AgentCore: @unchecked Sendable {
     let inspector: NetlinkSocket
 
     // Loop state.
+    /// The policy file as read (nil for a fixed policy); `policy` is it resolved for this node.
+    var document: PolicyDocument?
+    /// Why entries of the document do not resolve on this node now (FILE:LINE: …): they are left out.
+    var unresolved: [String] = []
     var policy: Policy
     var policyText: String?
     var strategy: Strategy
@@ -94,7 +100,10 @@ public final class AgentCore: @unchecked Sendable {
             do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw .policy("\(path): cannot be read: \(error.localizedDescription)")
             }
-            do { policy = try PolicyFile.parse(text, file: path) } catch { throw .policy(error.description) }
+            let parsed: PolicyDocument
+            do { parsed = try PolicyFile.parseDocument(text, file: path) } catch { throw .policy(error.description) }
+            document = parsed
+            policy = PolicyResolver.fixed(parsed)
             policyText = text
         } else if let given = configuration.policy {
             policy = given
@@ -118,8 +127,13 @@ public final class AgentCore: @unchecked Sendable {
         _ = try syscall { clinux_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) }.get { AgentError.system("pipe2", $0) }
         wakeRead = fds[0]
         wakeWrite = fds[1]
+        if let document, document.needsNode {
+            policy = resolve(document)
+            strategy = configuration.strategy ?? policy.strategy ?? policy.defaultStrategy.strategy
+        }
         if let path = configuration.policyPath { watcher = try PolicyWatcher(path: path) }
         classifier.watch(policy)
+        classifier.followsNode = document?.needsNode ?? false
         // Subscribe before the first apply: nothing that happens after it can be missed.
         try openEvents()
     }

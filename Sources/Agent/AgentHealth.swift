@@ -10,6 +10,8 @@ public final class AgentHealth: Sendable {
         var firstApplySucceeded = false
         var lastReconcileFailed = false
         var lastError: String?
+        /// Policy entries that do not resolve on this node (left out).
+        var unresolved: [String] = []
     }
 
     private let state = Mutex(State())
@@ -34,6 +36,8 @@ public final class AgentHealth: Sendable {
         }
     }
 
+    func unresolved(_ problems: [String]) { state.withLock { $0.unresolved = problems } }
+
     /// /healthz: the event loop runs and is not stuck in one reconcile.
     public var alive: (ok: Bool, reason: String) {
         state.withLock { s in
@@ -46,11 +50,14 @@ public final class AgentHealth: Sendable {
         }
     }
 
-    /// /readyz: the first apply succeeded and the last reconcile did not fail.
+    /// /readyz: the first apply succeeded, the last reconcile did not fail, and every policy entry resolves.
     public var ready: (ok: Bool, reason: String) {
         state.withLock { s in
             if !s.firstApplySucceeded { return (false, "no apply has succeeded yet" + (s.lastError.map { ": \($0)" } ?? "")) }
             if s.lastReconcileFailed { return (false, "the last reconcile failed" + (s.lastError.map { ": \($0)" } ?? "")) }
+            if !s.unresolved.isEmpty {
+                return (false, "policy entries do not resolve on this node (left out): " + s.unresolved.joined(separator: "; "))
+            }
             return (true, "ok")
         }
     }

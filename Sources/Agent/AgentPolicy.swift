@@ -33,14 +33,18 @@ extension AgentCore {
         if text == policyText && !force { return .unchanged }
         let previousText = policyText
         policyText = text
-        let candidate: Policy
-        do { candidate = try PolicyFile.parse(text, file: watcher.path) } catch {
+        let parsed: PolicyDocument
+        do { parsed = try PolicyFile.parseDocument(text, file: watcher.path) } catch {
             logger.error("policy refused: \(error.description); the last good policy stays in force")
             metrics.setPolicyValid(false)
             return .invalid
         }
+        let candidate = parsed.needsNode ? resolve(parsed) : PolicyResolver.fixed(parsed)
+        if !parsed.needsNode { noteUnresolved([]) }
         let chosen = configuration.strategy ?? candidate.strategy ?? candidate.defaultStrategy.strategy
         if candidate == policy && chosen == strategy {
+            document = parsed
+            classifier.followsNode = parsed.needsNode
             metrics.setPolicyValid(true)
             return text == previousText ? .unchanged : .changed
         }
@@ -54,8 +58,10 @@ extension AgentCore {
             // A conflict or a kernel error is not the policy's fault: the reconcile reports it.
         }
         policy = candidate
+        document = parsed
         strategy = chosen
         classifier.watch(policy)
+        classifier.followsNode = parsed.needsNode
         if let links = try? inspector.links() { classifier.learn(links) }
         metrics.setPolicyValid(true)
         logger.notice("policy reloaded", metadata: ["file": "\(watcher.path)", "strategy": "\(strategy.rawValue)",
@@ -83,8 +89,9 @@ extension AgentCore {
             }
             // Each family the entry has a gateway for (an IPv6-only entry has only gateway6's): the interface needs an
             // address on that gateway's subnet, except for a link-local gateway, which every up link reaches.
-            for family in entry.families {
-                guard let gateway = entry.gateway(for: family), !gateway.isLinkLocal else { continue }
+            // onlink: the routers are on the link whatever the interface's addresses.
+            for gateway in entry.routers where !gateway.isLinkLocal && !entry.onlink {
+                let family = gateway.family
                 // A failed read counts as no address: the entry is left out and the next event or resync asks again.
                 let addresses = (try? inspector.addresses(family: family, interface: entry.name)) ?? []
                 if !addresses.contains(where: { $0.prefix.contains(gateway) && !$0.prefix.address.isLinkLocal }) {
@@ -106,4 +113,29 @@ extension AgentCore {
         return result
     }
 
+    /// `document` resolved for this node now (spec.nodes, network:, gateway: auto). Entries that do not resolve are
+    /// left out, logged, and keep /readyz at 503 until they resolve; when the node cannot be read the policy in
+    /// force stays.
+    func resolve(_ document: PolicyDocument) -> Policy {
+        do {
+            let facts = try router.nodeFacts(for: document, name: configuration.node)
+            let resolution = PolicyResolver.resolve(document, facts: facts)
+            noteUnresolved(resolution.problems)
+            return resolution.policy
+        } catch {
+            logger.error("cannot read the node to resolve the policy: \(error.description); the policy in force stays")
+            return policy
+        }
+    }
+
+    func noteUnresolved(_ problems: [String]) {
+        if problems != unresolved {
+            for problem in problems where !unresolved.contains(problem) {
+                logger.warning("policy entry left out: \(problem)")
+            }
+            if problems.isEmpty && !unresolved.isEmpty { logger.notice("every policy entry resolves on this node") }
+            unresolved = problems
+        }
+        health.unresolved(problems)
+    }
 }

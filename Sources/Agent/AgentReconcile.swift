@@ -23,6 +23,15 @@ extension AgentCore {
         defer { health.busy(false) }
         let started = Self.now()
         reconcileCount += 1
+        // A policy that depends on the node (spec.nodes, network:, gateway: auto) is resolved again each time: a
+        // new DHCP gateway, an address that moved, an interface that appeared.
+        if let document, document.needsNode {
+            let resolved = resolve(document)
+            if resolved != policy {
+                if resolved.interfaces.map(\.name) != policy.interfaces.map(\.name) { classifier.watch(resolved) }
+                policy = resolved
+            }
+        }
         let configured = (try? router.resolvingServices(policy)) ?? policy
         let leftBefore = Set(leftOut.keys)
         let applied = effective(policy, keepMissing: trigger == .start)

@@ -12,6 +12,9 @@ public struct EventClassifier: Sendable {
     public var sources: [String: [IPPrefix]] = [:]
     public var ownership = Ownership()
     public var ownPorts: Set<UInt32> = []
+    /// The policy depends on the node (spec.nodes, network:, gateway: auto): any link, any address and any route
+    /// of a table returnpath does not own (but local) can change what it resolves to.
+    public var followsNode = false
     /// Interface index → name, kept from link events (address events carry only the index).
     public var names: [Int32: String] = [:]
     /// Watched link → (index, the flags that matter: up, lower up, running).
@@ -52,7 +55,7 @@ public struct EventClassifier: Sendable {
             } else if let name {
                 names[index] = name
             }
-            guard let name, watchedLinks.contains(name) else { return nil }
+            guard let name, watchedLinks.contains(name) || followsNode else { return nil }
             if event.deleted {
                 links[name] = nil
                 return .link
@@ -66,6 +69,9 @@ public struct EventClassifier: Sendable {
             if now.flags & clinux_IFF_UP == 0 { return nil }
             return .link
         case .address:
+            if followsNode, event.family == AddressFamily.inet.rawValue || event.address.map({ !$0.isLinkLocal }) == true {
+                return .address
+            }
             guard let index = event.interfaceIndex, let name = names[index] else { return nil }
             // A policy interface's addresses decide whether it can reach its gateways: IPv4's, and IPv6's global ones
             // (the link-local fe80:: address comes and goes with the link; a link-local gateway needs no address).
@@ -78,8 +84,9 @@ public struct EventClassifier: Sendable {
             }
             return nil
         case .route:
-            guard !ownPorts.contains(event.sender), let table = event.table, ownership.ownsTable(table) else { return nil }
-            return .route
+            guard !ownPorts.contains(event.sender), let table = event.table else { return nil }
+            if ownership.ownsTable(table) { return .route }
+            return followsNode && table != RouteTable.local ? .route : nil
         case .rule:
             guard !ownPorts.contains(event.sender), let priority = event.priority, ownership.ownsPriority(priority) else { return nil }
             return .rule

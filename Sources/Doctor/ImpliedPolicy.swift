@@ -11,8 +11,10 @@ extension Doctor {
         var interfaces: [Policy.Interface] = []
         for (name, slot) in record.slots.sorted(by: { $0.value < $1.value }) {
             let table = own.tableBase + UInt32(slot)
-            let gateway = state.routes(inTable: table, family: .inet).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
-            let gateway6 = state.routes(inTable: table, family: .inet6).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateway
+            // A multipath default route (gateways: [A, B]) gives every router; the first is the gateway.
+            let routers = state.routes(inTable: table, family: .inet).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateways ?? []
+            let routers6 = state.routes(inTable: table, family: .inet6).first { $0.destination.isDefault && $0.proto == own.routeProtocol }?.gateways ?? []
+            let gateway = routers.first, gateway6 = routers6.first
             var services: [IPPrefix] = []
             switch record.strategy {
             case .mark?, .ingress?:
@@ -39,8 +41,10 @@ extension Doctor {
             if hasV4 && gateway == nil { notes.append("table \(table) of \(name) has no default route: its gateway is unknown") }
             if hasV6 && gateway6 == nil { notes.append("table \(table) of \(name) has no IPv6 default route: its gateway6 is unknown") }
             let first: IPAddress = hasV4 ? (gateway ?? .v4(0)) : (gateway6 ?? .v6(0, 0))
-            interfaces.append(Policy.Interface(name: name, gateway: first, gateway6: hasV4 && hasV6 ? (gateway6 ?? .v6(0, 0)) : nil,
-                                               services: services, clients: clients))
+            var entry = Policy.Interface(name: name, gateway: first, gateway6: hasV4 && hasV6 ? (gateway6 ?? .v6(0, 0)) : nil,
+                                         services: services, clients: clients)
+            entry.alternateGateways = Array(routers.dropFirst()) + Array(routers6.dropFirst())
+            interfaces.append(entry)
         }
         notes.append("no policy given: checking the interfaces of the last apply (\(interfaces.map(\.name).joined(separator: ", ")), strategy \(record.strategy?.rawValue ?? "unknown")) and the services returnpath's objects name")
         var policy = Policy(name: "recorded", strategy: record.strategy, interfaces: interfaces)

@@ -135,7 +135,8 @@ extension KernelAnswer {
             case .sent(let lookup, let device, let gateway):
                 if decision.type == .local { answer.differences.append("the kernel delivers it locally, doctor sends it out \(device)") }
                 if answer.device != device { answer.differences.append("device: kernel \(answer.device ?? "none"), doctor \(device)") }
-                if decision.gateway != gateway {
+                let hops = lookup.outcome.route?.gateways ?? []
+                if decision.gateway != gateway && !(hops.count > 1 && decision.gateway.map(hops.contains) == true) {
                     answer.differences.append("gateway: kernel \(decision.gateway?.description ?? "none"), doctor \(gateway?.description ?? "none")")
                 }
                 if let table = lookup.outcome.table, decision.table != table {

@@ -184,7 +184,7 @@ public struct PacketPath: Sendable {
             check.reason = "the source \(key.source) routes as \(route.type) (an address of this node?): martian source, dropped"
             return check
         }
-        let device = route.type == .local ? "lo" : (route.device ?? "?")
+        let device = route.type == .local ? "lo" : (route.sharedDevice ?? "?")
         let via = "\(route.destination)" + (route.gateway.map { " via \($0)" } ?? "") + " dev \(device) in table \(RouteTable.name(lookup.outcome.table ?? 0))"
         if device == interface {
             check.reason = mode == 0
@@ -218,7 +218,8 @@ public struct PacketPath: Sendable {
         switch lookup.outcome {
         case .route(let route, _, _):
             if route.type == .local { return .local(lookup) }
-            return .sent(lookup, device: route.device ?? "?", gateway: route.gateway)
+            // A multipath route: the kernel hashes each flow onto one next hop; doctor names the first.
+            return .sent(lookup, device: route.sharedDevice ?? "?", gateway: route.gateway ?? route.gateways.first)
         case .failed(let errno, _, _, let reason):
             return .refused(errno, reason: reason, lookup: lookup)
         }

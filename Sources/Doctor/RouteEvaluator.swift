@@ -95,7 +95,7 @@ public enum RouteOutcome: Sendable, Hashable {
     /// The device a packet leaves by: the route's, or lo for local delivery.
     public var device: String? {
         guard let route else { return nil }
-        return route.type == .local ? "lo" : route.device
+        return route.type == .local ? "lo" : route.sharedDevice
     }
     public var errno: Errno? { if case .failed(let e, _, _, _) = self { return e } else { return nil } }
 }

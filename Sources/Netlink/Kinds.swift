@@ -52,6 +52,13 @@ public struct RouteProtocol: RawRepresentable, Sendable, Hashable, CustomStringC
         case 2: return "kernel"
         case 3: return "boot"
         case 4: return "static"
+        case 9: return "ra"
+        case 11: return "zebra"
+        case 12: return "bird"
+        case 16: return "dhcp"
+        case 17: return "keepalived"
+        case 186: return "bgp"
+        case 188: return "ospf"
         default: return String(rawValue)
         }
     }

@@ -13,10 +13,38 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
     public var preferredSource: IPAddress?
     public var metric: UInt32?
     public var onlink: Bool
+    /// A multipath route's next hops (RTA_MULTIPATH); empty for a route with one next hop (`gateway`, `device`).
+    public var nexthops: [NextHop]
+
+    /// One next hop of a multipath route (`nexthop via 10.1.1.2 dev eth1 weight 1`).
+    public struct NextHop: Sendable, Hashable, CustomStringConvertible {
+        public var gateway: IPAddress?
+        public var device: String?
+        /// rtnh_hops + 1, as iproute2 shows it.
+        public var weight: UInt8
+        public var onlink: Bool
+        public init(gateway: IPAddress?, device: String?, weight: UInt8 = 1, onlink: Bool = false) {
+            self.gateway = gateway
+            self.device = device
+            self.weight = weight
+            self.onlink = onlink
+        }
+        public var ipArguments: [String] {
+            var args = ["nexthop"]
+            if let gateway { args += ["via", gateway.description] }
+            if let device { args += ["dev", device] }
+            args += ["weight", String(weight)]
+            if onlink { args.append("onlink") }
+            return args
+        }
+        public var description: String { ipArguments.joined(separator: " ") }
+    }
 
     public init(destination: IPPrefix, table: UInt32 = RouteTable.main, type: RouteType = .unicast,
                 proto: RouteProtocol = .boot, scope: RouteScope? = nil, gateway: IPAddress? = nil,
-                device: String? = nil, preferredSource: IPAddress? = nil, metric: UInt32? = nil, onlink: Bool = false) {
+                device: String? = nil, preferredSource: IPAddress? = nil, metric: UInt32? = nil, onlink: Bool = false,
+                nexthops: [NextHop] = []) {
+        self.nexthops = nexthops
         self.destination = destination
         self.table = table
         self.type = type
@@ -40,8 +68,20 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
     /// The route's identity in its table (what RTM_NEWROUTE with NLM_F_REPLACE replaces): table, type, destination,
     /// metric — and, for comparing with a desired route, gateway and device.
     public var key: String {
-        "\(table) \(type) \(destination.cidr) \(gateway?.description ?? "-") \(device ?? "-") \(effectiveMetric)"
+        let hops = nexthops.isEmpty ? "" : " " + nexthops.map(\.description).sorted().joined(separator: " ")
+        return "\(table) \(type) \(destination.cidr) \(gateway?.description ?? "-") \(device ?? "-") \(effectiveMetric)\(hops)"
     }
+
+    /// Every gateway the route sends through: its own, or its next hops'.
+    public var gateways: [IPAddress] { nexthops.isEmpty ? (gateway.map { [$0] } ?? []) : nexthops.compactMap(\.gateway) }
+    /// The one device the route sends through: its own, or the one all its next hops share; nil when they differ.
+    public var sharedDevice: String? {
+        if let device { return device }
+        let all = Set(devices)
+        return all.count == 1 ? all.first : nil
+    }
+    /// Every device the route sends through: its own, or its next hops'.
+    public var devices: [String] { nexthops.isEmpty ? (device.map { [$0] } ?? []) : nexthops.compactMap(\.device) }
 
     /// The scope the kernel will record: the given one, or iproute2's default.
     public var effectiveScope: RouteScope {
@@ -49,7 +89,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         switch type {
         case .local, .nat: return .host
         case .broadcast, .multicast, .anycast: return .link
-        case .unicast, .unspecified: return gateway == nil ? .link : .universe
+        case .unicast, .unspecified: return gateway == nil && nexthops.allSatisfy({ $0.gateway == nil }) ? .link : .universe
         default: return .universe
         }
     }
@@ -67,6 +107,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         if let preferredSource { args += ["src", preferredSource.description] }
         if let metric { args += ["metric", String(metric)] }
         if onlink { args.append("onlink") }
+        for hop in nexthops { args += hop.ipArguments }
         return args
     }
 
@@ -88,15 +129,26 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         case .blackhole, .unreachable, .prohibit, .throw:
             if gateway != nil || device != nil { return "a \(type) route takes no gateway or device" }
         case .unicast:
-            if gateway == nil && device == nil && !deleting { return "a unicast route needs a gateway or a device" }
+            if gateway == nil && device == nil && nexthops.isEmpty && !deleting { return "a unicast route needs a gateway or a device" }
         default: break
         }
         if onlink && gateway == nil { return "onlink needs a gateway" }
+        if !nexthops.isEmpty {
+            if gateway != nil || device != nil { return "a multipath route has its gateways and devices in its next hops" }
+            if nexthops.count > 255 { return "a route takes at most 255 next hops" }
+            for hop in nexthops {
+                if let gateway = hop.gateway, gateway.family != family { return "next hop \(gateway) is not of the destination's family" }
+                if hop.gateway == nil && hop.device == nil { return "a next hop needs a gateway or a device" }
+                if hop.weight == 0 { return "next hop weights run from 1 to 255" }
+                if let device = hop.device, let problem = Link.validate(name: device) { return problem }
+                if hop.onlink && hop.gateway == nil { return "onlink needs a gateway" }
+            }
+        }
         return nil
     }
 
-    /// The RTM_NEWROUTE/RTM_DELROUTE message. `index` is the resolved `device`.
-    func message(_ type: Int32, flags: Int32, deviceIndex: Int32?) -> MessageBuilder {
+    /// The RTM_NEWROUTE/RTM_DELROUTE message. `deviceIndex` is the resolved `device`, `index` resolves the next hops'.
+    func message(_ type: Int32, flags: Int32, deviceIndex: Int32?, index: (String) -> Int32 = { _ in 0 }) -> MessageBuilder {
         var message = MessageBuilder(type: UInt16(type), flags: UInt16(flags))
         var header = rtmsg()
         header.rtm_family = family.rawValue
@@ -114,7 +166,49 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         if let deviceIndex { message.append(attribute: UInt16(RTA_OIF.rawValue), s32: deviceIndex) }
         if let preferredSource { message.append(attribute: UInt16(RTA_PREFSRC.rawValue), address: preferredSource) }
         if let metric { message.append(attribute: UInt16(RTA_PRIORITY.rawValue), u32: metric) }
+        if !nexthops.isEmpty { message.append(attribute: UInt16(RTA_MULTIPATH.rawValue), bytes: Self.multipath(nexthops, index: index)) }
         return message
+    }
+
+    /// RTA_MULTIPATH's payload: per next hop a struct rtnexthop (length, flags, hops, ifindex) and its attributes.
+    static func multipath(_ hops: [NextHop], index: (String) -> Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for hop in hops {
+            var attributes = MessageBuilder(type: 0, flags: 0)
+            if let gateway = hop.gateway { attributes.append(attribute: UInt16(RTA_GATEWAY.rawValue), address: gateway) }
+            let body = attributes.bytes.dropFirst(netlinkHeaderSize)
+            var header = rtnexthop()
+            header.rtnh_len = UInt16(MemoryLayout<rtnexthop>.size + body.count)
+            header.rtnh_flags = hop.onlink ? UInt8(RTNH_F_ONLINK) : 0
+            header.rtnh_hops = hop.weight &- 1
+            header.rtnh_ifindex = hop.device.map(index) ?? 0
+            withUnsafeBytes(of: header) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: body)
+        }
+        return bytes
+    }
+
+    /// The next hops in an RTA_MULTIPATH payload.
+    static func nexthops(_ value: ArraySlice<UInt8>, names: [Int32: String]) throws(WireError) -> [NextHop] {
+        var hops: [NextHop] = []
+        var offset = value.startIndex
+        let size = MemoryLayout<rtnexthop>.size
+        while value.endIndex - offset >= size {
+            let header = value[offset..<(offset + size)].withUnsafeBytes { $0.loadUnaligned(as: rtnexthop.self) }
+            let length = Int(header.rtnh_len)
+            guard length >= size, length <= value.endIndex - offset else {
+                throw WireError("next hop of length \(length) but \(value.endIndex - offset) bytes remain")
+            }
+            var gateway: IPAddress?
+            try PayloadReader.forEachAttribute(in: value[(offset + size)..<(offset + length)]) { type, attribute throws(WireError) in
+                if type == UInt16(RTA_GATEWAY.rawValue) { gateway = try attribute.address() }
+            }
+            let device = header.rtnh_ifindex == 0 ? nil : names[header.rtnh_ifindex] ?? "if\(header.rtnh_ifindex)"
+            hops.append(NextHop(gateway: gateway, device: device, weight: header.rtnh_hops &+ 1,
+                                onlink: header.rtnh_flags & UInt8(RTNH_F_ONLINK) != 0))
+            offset += align4(length)
+        }
+        return hops
     }
 
     static func decode(_ message: NetlinkMessage, names: [Int32: String]) throws(WireError) -> Route? {
@@ -124,7 +218,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         guard let family = AddressFamily(rawValue: header.rtm_family), family != .unspecified else { return nil }
         var table = UInt32(header.rtm_table)
         var destination: IPAddress?, gateway: IPAddress?, source: IPAddress?
-        var device: String?, metric: UInt32?
+        var device: String?, metric: UInt32?, hops: [NextHop] = []
         try reader.forEachAttribute(after: MemoryLayout<rtmsg>.size) { type, value throws(WireError) in
             switch type {
             case UInt16(RTA_TABLE.rawValue): table = try value.u32()
@@ -132,6 +226,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
             case UInt16(RTA_GATEWAY.rawValue): gateway = try value.address()
             case UInt16(RTA_PREFSRC.rawValue): source = try value.address()
             case UInt16(RTA_PRIORITY.rawValue): metric = try value.u32()
+            case UInt16(RTA_MULTIPATH.rawValue): hops = try nexthops(value, names: names)
             case UInt16(RTA_OIF.rawValue):
                 let index = try value.s32()
                 device = names[index] ?? "if\(index)"
@@ -146,7 +241,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         return Route(destination: prefix, table: table, type: RouteType(rawValue: header.rtm_type) ?? .unspecified,
                      proto: RouteProtocol(rawValue: header.rtm_protocol), scope: RouteScope(rawValue: header.rtm_scope),
                      gateway: gateway, device: device, preferredSource: source, metric: metric,
-                     onlink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
+                     onlink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0, nexthops: hops)
     }
 }
 
@@ -216,14 +311,11 @@ extension NetlinkSocket {
             let operation = "\(verb) route \(route)"
             if let problem = route.validate(deleting: type == Int32(RTM_DELROUTE)) { throw .invalidRequest(operation: operation, reason: problem) }
             var index: Int32?
-            if let device = route.device {
-                if let known = indices[device] { index = known } else {
-                    let resolved = try self.index(of: device, for: operation)
-                    indices[device] = resolved
-                    index = resolved
-                }
+            for device in route.devices where indices[device] == nil {
+                indices[device] = try self.index(of: device, for: operation)
             }
-            messages.append(route.message(type, flags: flags, deviceIndex: index))
+            if let device = route.device { index = indices[device] }
+            messages.append(route.message(type, flags: flags, deviceIndex: index) { indices[$0] ?? 0 })
         }
         return try batch(messages) { "\(verb) route \(routes[$0])" }
     }

@@ -76,10 +76,8 @@ public enum Planner {
         switch strategy {
         case .static:
             for entry in entries {
-                for client in entry.clients {
-                    guard let gateway = entry.gateway(for: client.family) else { continue }
-                    routes.append(Route(destination: client, table: own.tableBase, proto: proto, gateway: gateway,
-                                        device: entry.name))
+                for client in entry.clients where entry.gateway(for: client.family) != nil {
+                    routes.append(route(client, table: own.tableBase, proto: proto, entry))
                 }
             }
             for family in families {
@@ -197,11 +195,18 @@ public enum Planner {
 
     /// The interface's table: a default route per family it has a gateway for.
     static func defaultRoutes(_ own: Ownership, _ slot: Int, _ entry: Policy.Interface) -> [Route] {
-        entry.families.compactMap { family in
-            entry.gateway(for: family).map {
-                Route(destination: .defaultRoute(family), table: table(own, slot), proto: own.routeProtocol, gateway: $0,
-                      device: entry.name)
-            }
+        entry.families.map { route(.defaultRoute($0), table: table(own, slot), proto: own.routeProtocol, entry) }
+    }
+
+    /// A route to `destination` through the entry's routers of its family: via the gateway, or multipath over all
+    /// of them (`gateways: [A, B]`), on-link when the entry says so.
+    static func route(_ destination: IPPrefix, table: UInt32, proto: RouteProtocol, _ entry: Policy.Interface) -> Route {
+        let routers = entry.routers(for: destination.family)
+        guard routers.count > 1 else {
+            return Route(destination: destination, table: table, proto: proto, gateway: routers.first, device: entry.name,
+                         onlink: entry.onlink)
         }
+        return Route(destination: destination, table: table, proto: proto,
+                     nexthops: routers.map { Route.NextHop(gateway: $0, device: entry.name, onlink: entry.onlink) })
     }
 }

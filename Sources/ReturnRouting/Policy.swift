@@ -73,6 +73,15 @@ public struct Policy: Sendable, Equatable {
         /// The families the entry has a gateway for, IPv4 first.
         public var families: [AddressFamily] { [AddressFamily.inet, .inet6].filter { gateway(for: $0) != nil } }
 
+        /// Every router of `family` (`gateways: [A, B]`): the gateway first, then the others, in the policy's order.
+        public func routers(for family: AddressFamily) -> [IPAddress] {
+            guard let first = gateway(for: family) else { return [] }
+            return [first] + alternateGateways.filter { $0.family == family }
+        }
+
+        /// Every router of the entry, IPv4 first.
+        public var routers: [IPAddress] { families.flatMap(routers(for:)) }
+
         public var name: String
         /// The router on this interface's network, of either family.
         public var gateway: IPAddress
@@ -85,6 +94,10 @@ public struct Policy: Sendable, Equatable {
         public var servicesFrom: ServicesFrom?
         /// Where the entry came from, for error messages ("policy.yaml:12").
         public var origin: String?
+        /// Routers beyond `gateway` and `gateway6` (`gateways: [A, B]`): the interface's routes are multipath.
+        public var alternateGateways: [IPAddress] = []
+        /// The gateways are used on-link, whether or not the interface has an address on their subnet.
+        public var onlink = false
 
         public init(name: String, gateway: IPAddress, gateway6: IPAddress? = nil, services: [IPPrefix] = [], clients: [IPPrefix] = [],
                     origin: String? = nil) {
@@ -145,148 +158,4 @@ public struct Policy: Sendable, Equatable {
 
     public static let apiVersion = "returnpath.dev/v1alpha1"
     public static let kind = "ReturnTrafficPolicy"
-}
-
-/// Reads policy files: Kubernetes-shaped YAML (apiVersion, kind, metadata, spec), every problem as FILE:LINE.
-public enum PolicyFile {
-    public static func load(path: String) throws(FileError) -> Policy {
-        try parse(try YAMLReader.read(path), file: path)
-    }
-
-    public static func parse(_ text: String, file: String) throws(FileError) -> Policy {
-        let reader = YAMLReader(file: file)
-        let root = try reader.compose(text)
-        let top = try reader.entries(root, "the policy", allowed: ["apiVersion", "kind", "metadata", "spec"])
-        guard let apiNode = reader.value(top, "apiVersion"), try reader.string(apiNode, "apiVersion") == Policy.apiVersion else {
-            throw reader.fail(reader.value(top, "apiVersion") ?? root, "apiVersion must be \(Policy.apiVersion)")
-        }
-        guard let kindNode = reader.value(top, "kind"), try reader.string(kindNode, "kind") == Policy.kind else {
-            throw reader.fail(reader.value(top, "kind") ?? root, "kind must be \(Policy.kind)")
-        }
-        var name = "policy"
-        if let metadata = reader.value(top, "metadata") {
-            let fields = try reader.entries(metadata, "metadata", allowed: ["name", "labels", "annotations"])
-            if let n = reader.value(fields, "name") { name = try reader.string(n, "metadata.name") }
-        }
-        guard let specNode = reader.value(top, "spec") else { throw reader.fail(root, "no spec") }
-        let spec = try reader.entries(specNode, "spec", allowed: ["strategy", "interfaces", "exempt", "ownership", "ingress"])
-
-        var strategy: Strategy?
-        if let node = reader.value(spec, "strategy") {
-            let text = try reader.string(node, "strategy")
-            guard let parsed = Strategy(rawValue: text) else {
-                throw reader.fail(node, "strategy \"\(text)\" is not one of static, source, mark, ingress")
-            }
-            strategy = parsed
-        }
-        var interfaces: [Policy.Interface] = []
-        var interfaceNames = Set<String>()
-        guard let interfacesNode = reader.value(spec, "interfaces") else { throw reader.fail(specNode, "spec has no interfaces") }
-        for node in try reader.list(interfacesNode, "spec.interfaces") {
-            let fields = try reader.entries(node, "an interface", allowed: ["name", "gateway", "gateway6", "services", "servicesFrom", "clients"])
-            guard let nameNode = reader.value(fields, "name"), let gatewayNode = reader.value(fields, "gateway") else {
-                throw reader.fail(node, "an interface needs name and gateway")
-            }
-            let ifName = try reader.string(nameNode, "interface name")
-            if let problem = Link.validate(name: ifName) { throw reader.fail(nameNode, problem) }
-            var entry = Policy.Interface(name: ifName, gateway: try reader.address(gatewayNode, "gateway of \(ifName)"),
-                                         origin: node.mark.map { "\(file):\($0.line)" })
-            if let node6 = reader.value(fields, "gateway6") {
-                let gateway6 = try reader.address(node6, "gateway6 of \(ifName)")
-                guard gateway6.family == .inet6 else { throw reader.fail(node6, "gateway6 of \(ifName) must be an IPv6 address") }
-                guard entry.gateway.family == .inet else {
-                    throw reader.fail(node6, "gateway of \(ifName) is already IPv6: give the IPv4 router as gateway and the IPv6 one as gateway6")
-                }
-                entry.gateway6 = gateway6
-            }
-            for key in ["services", "clients"] {
-                guard let listNode = reader.value(fields, key) else { continue }
-                // Per list, not per item: the lists hold up to 100,000 entries.
-                let what = "\(key) of \(ifName)"
-                let hasGateway = (inet: entry.gateway(for: .inet) != nil, inet6: entry.gateway(for: .inet6) != nil)
-                let items = try reader.list(listNode, what)
-                var prefixes: [IPPrefix] = []
-                prefixes.reserveCapacity(items.count)
-                for item in items {
-                    let prefix = try reader.prefix(item, what)
-                    guard prefix.isCanonical else {
-                        throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)")
-                    }
-                    guard prefix.family == .inet6 ? hasGateway.inet6 : prefix.family == .inet ? hasGateway.inet : entry.gateway(for: prefix.family) != nil else {
-                        let family = prefix.family == .inet6 ? "IPv6" : "IPv4"
-                        throw reader.fail(item, "\(prefix.cidr) is \(family) but \(ifName) has no \(family) gateway (\(prefix.family == .inet6 ? "gateway6" : "gateway"): …)")
-                    }
-                    prefixes.append(prefix)
-                }
-                if key == "services" { entry.services = prefixes } else { entry.clients = prefixes }
-            }
-            if let fromNode = reader.value(fields, "servicesFrom") {
-                let from = try reader.entries(fromNode, "servicesFrom of \(ifName)", allowed: ["interface", "prefixes"])
-                guard let fromInterface = reader.value(from, "interface"), let prefixesNode = reader.value(from, "prefixes") else {
-                    throw reader.fail(fromNode, "servicesFrom of \(ifName) needs interface and prefixes")
-                }
-                let source = try reader.string(fromInterface, "servicesFrom interface")
-                if let problem = Link.validate(name: source) { throw reader.fail(fromInterface, problem) }
-                var prefixes: [IPPrefix] = []
-                for item in try reader.list(prefixesNode, "servicesFrom prefixes of \(ifName)") {
-                    let prefix = try reader.prefix(item, "servicesFrom prefixes of \(ifName)")
-                    guard prefix.isCanonical else { throw reader.fail(item, "\(prefix.cidr) has host bits set (did you mean \(prefix.network.cidr)?)") }
-                    guard entry.gateway(for: prefix.family) != nil else {
-                        throw reader.fail(item, "\(prefix.cidr): \(ifName) has no gateway of its family")
-                    }
-                    prefixes.append(prefix)
-                }
-                guard !prefixes.isEmpty else { throw reader.fail(prefixesNode, "servicesFrom of \(ifName) lists no prefixes") }
-                entry.servicesFrom = Policy.ServicesFrom(interface: source, prefixes: prefixes)
-            }
-            if !interfaceNames.insert(ifName).inserted {
-                throw reader.fail(nameNode, "interface \(ifName) is listed twice")
-            }
-            interfaces.append(entry)
-        }
-        var exempt: [IPPrefix] = []
-        if let node = reader.value(spec, "exempt") {
-            for item in try reader.list(node, "spec.exempt") {
-                let prefix = try reader.prefix(item, "exempt prefix")
-                guard prefix.isCanonical else { throw reader.fail(item, "\(prefix.cidr) has host bits set") }
-                exempt.append(prefix)
-            }
-        }
-        var ownership = Ownership()
-        if let node = reader.value(spec, "ownership") {
-            let fields = try reader.entries(node, "spec.ownership", allowed: [
-                "priorityBase", "priorityCount", "tableBase", "tableCount", "protocol", "markMask", "allowKubeProxyMarks"])
-            func number(_ key: String, _ range: ClosedRange<Int>) throws(FileError) -> Int? {
-                guard let n = reader.value(fields, key) else { return nil }
-                let text = try reader.string(n, key)
-                let value = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
-                guard let value, range.contains(value) else { throw reader.fail(n, "\(key) \"\(text)\" is not in \(range)") }
-                return value
-            }
-            if let v = try number("priorityBase", 1...Int(UInt32.max)) { ownership.priorityBase = UInt32(v) }
-            if let v = try number("priorityCount", 1...1_000_000) { ownership.priorityCount = UInt32(v) }
-            if let v = try number("tableBase", 256...Int(UInt32.max)) { ownership.tableBase = UInt32(v) }
-            if let v = try number("tableCount", 1...1_000_000) { ownership.tableCount = UInt32(v) }
-            if let v = try number("protocol", 5...255) { ownership.proto = UInt8(v) }
-            if let v = try number("markMask", 1...Int(UInt32.max)) { ownership.markMask = UInt32(v) }
-            if let n = reader.value(fields, "allowKubeProxyMarks") {
-                let text = try reader.string(n, "allowKubeProxyMarks")
-                guard text == "true" || text == "false" else { throw reader.fail(n, "allowKubeProxyMarks is true or false") }
-                ownership.allowKubeProxyMarks = text == "true"
-            }
-        }
-        var tracking = Policy.IngressTracking.conntrack
-        if let node = reader.value(spec, "ingress") {
-            let fields = try reader.entries(node, "spec.ingress", allowed: ["tracking"])
-            if let n = reader.value(fields, "tracking") {
-                let text = try reader.string(n, "spec.ingress.tracking")
-                guard let parsed = Policy.IngressTracking(rawValue: text) else {
-                    throw reader.fail(n, "spec.ingress.tracking \"\(text)\" is not one of conntrack, socket")
-                }
-                tracking = parsed
-            }
-        }
-        return Policy(name: name, strategy: strategy, interfaces: interfaces, exempt: exempt, ownership: ownership,
-                      ingressTracking: tracking)
-    }
 }

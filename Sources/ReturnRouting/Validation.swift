@@ -17,20 +17,21 @@ extension ReturnRouter {
             if let from = entry.servicesFrom, !links.contains(where: { $0.name == from.interface }) {
                 throw .invalid("\(at)servicesFrom: unknown interface \(from.interface) in \(namespace)")
             }
-            for family in entry.families {
-                guard let gateway = entry.gateway(for: family) else { continue }
+            for gateway in entry.routers {
+                let family = gateway.family
                 // Local addresses are what the kernel routes as local: asked directly, no dump of every address.
                 if try isLocal(gateway) {
                     throw .invalid("\(at)gateway \(gateway) of \(entry.name) is an address of this node itself (the POC's typo: the router is the other end)")
                 }
-                // A link-local IPv6 router is on the link by definition (routers announce themselves so).
-                if gateway.isLinkLocal { continue }
+                // A link-local IPv6 router is on the link by definition (routers announce themselves so); onlink
+                // says the router is on the link whatever the interface's addresses.
+                if gateway.isLinkLocal || entry.onlink { continue }
                 let connected: [IPPrefix]
                 do { connected = try socket.addresses(family: family, interface: entry.name).map(\.prefix) } catch {
                     throw .netlink(error)
                 }
                 guard connected.contains(where: { $0.contains(gateway) && !$0.address.isLinkLocal }) else {
-                    throw .invalid("\(at)gateway \(gateway) is not on a subnet connected to \(entry.name) (\(connected.filter { !$0.address.isLinkLocal }.map(\.cidr).joined(separator: ", ")))")
+                    throw .invalid("\(at)gateway \(gateway) is not on a subnet connected to \(entry.name) (\(connected.filter { !$0.address.isLinkLocal }.map(\.cidr).joined(separator: ", "))); onlink: true uses it on the link anyway")
                 }
             }
             for prefix in entry.services + entry.clients where entry.gateway(for: prefix.family) == nil {
@@ -55,7 +56,7 @@ extension ReturnRouter {
             // An exempt prefix that covers the gateway or the clients would send their replies to main: the very
             // asymmetry the policy is for (Kubernetes' default service CIDR 10.96.0.0/12 covers 10.96–10.111.x.x).
             for exempt in policy.exempt {
-                if let gateway = entry.families.compactMap(entry.gateway(for:)).first(where: exempt.contains) {
+                if let gateway = entry.routers.first(where: exempt.contains) {
                     throw .invalid("\(at)exempt prefix \(exempt.cidr) covers \(gateway), the gateway of \(entry.name): replies would keep using the main table")
                 }
                 if let client = entry.clients.first(where: { exempt.contains($0) || $0.contains(exempt) }) {

@@ -35,6 +35,8 @@ struct AgentCommand: ParsableCommand {
 
     @OptionGroup var target: TargetOptions
 
+    @OptionGroup var node: NodeOption
+
     @Option(name: .long, help: "Serve /metrics, /healthz and /readyz on ADDR:PORT (e.g. 127.0.0.1:9712; port 0: any free port). Default: off.")
     var metricsAddress: String?
 
@@ -64,6 +66,7 @@ struct AgentCommand: ParsableCommand {
         if file == nil, let topology { configuration.policy = try target.derivedPolicy(topology) }
         if let file { configuration.policyPath = URL(fileURLWithPath: file).path }
         configuration.strategy = strategy
+        configuration.node = PolicyLoading.nodeName(node, target)
         configuration.resyncInterval = resyncInterval
         configuration.removeOnExit = removeOnExit
         if let buffer = ProcessInfo.processInfo.environment["RETURNPATH_EVENT_BUFFER"].flatMap(Int.init) {

@@ -76,6 +76,8 @@ struct ApplyCommand: ParsableCommand {
 
     @OptionGroup var target: TargetOptions
 
+    @OptionGroup var node: NodeOption
+
     @OptionGroup var waiting: WaitOption
 
     @Flag(name: .long, help: "Change nothing; print the plan as ip, nft and sysctl commands.")
@@ -86,9 +88,11 @@ struct ApplyCommand: ParsableCommand {
 
     func run() throws {
         let (namespace, topology) = try target.resolve()
+        let router: ReturnRouter
+        do { router = try ReturnRouter(namespace: namespace) } catch { throw fail(error.description, code: error.exitCode) }
         let policy: Policy
         if let file {
-            do { policy = try PolicyFile.load(path: file) } catch { throw fail(error.description, code: 2) }
+            policy = try PolicyLoading.policy(file, node: node, target: target, router: router)
         } else if let topology {
             policy = try target.derivedPolicy(topology)
         } else {
@@ -104,7 +108,6 @@ struct ApplyCommand: ParsableCommand {
         }
         let report: Report
         do {
-            let router = try ReturnRouter(namespace: namespace)
             let lock = dryRun ? nil : try router.lock(role: "apply", wait: waiting.wait)
             report = try withExtendedLifetime(lock) { () throws(ApplyError) in
                 try router.apply(policy, strategy: chosen, dryRun: dryRun)

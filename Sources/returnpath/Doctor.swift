@@ -65,25 +65,33 @@ struct DoctorCheck: ParsableCommand {
 
     @OptionGroup var target: DoctorTarget
 
+    @OptionGroup var nodeName: NodeOption
+
     @Flag(name: .long, help: "JSON for scripts.")
     var json = false
 
     func run() throws {
         let resolved = try target.resolve()
+        let node: NodeConnection
+        do { node = try NodeConnection(resolved.namespace) } catch { throw fail(error.description, code: error.exitCode) }
         var policy: Policy?
         var source = DoctorRequest.PolicySource.addresses
         if let file {
-            do { policy = try PolicyFile.load(path: file) } catch { throw fail(error.description, code: 2) }
+            // Resolved for this node first, as apply does (spec.nodes, network:, gateway: auto).
+            let document = try PolicyLoading.document(file)
+            let router: ReturnRouter
+            do { router = try ReturnRouter(handle: node.handle) } catch { throw fail(error.description, code: error.exitCode) }
+            // A policy that names everything (no spec.nodes, network: or auto) is checked as written: an interface
+            // it names that the node lacks is a finding, not a refusal.
+            policy = document.needsNode ? try PolicyLoading.policy(document, node: nodeName, target: target.target, router: router)
+                                        : PolicyResolver.fixed(document)
             source = .file(file)
         } else if let topology = resolved.topology, let lab = target.lab {
             policy = Policy.derived(from: topology, host: target.host)
             if policy != nil { source = .lab(lab) }
         }
-        let node: NodeConnection, state: NodeState
-        do {
-            node = try NodeConnection(resolved.namespace)
-            state = try node.read()
-        } catch { throw fail(error.description, code: error.exitCode) }
+        let state: NodeState
+        do { state = try node.read() } catch { throw fail(error.description, code: error.exitCode) }
         if policy == nil, let record = state.record, !record.slots.isEmpty { source = .record }
         var ports: [IPAddress: UInt16] = [:]
         for service in resolved.topology?.host(target.host)?.services ?? [] where ports[service.address] == nil {

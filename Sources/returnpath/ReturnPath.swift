@@ -14,7 +14,7 @@ struct ReturnPath: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [DemoCommand.self, LabCommand.self, ProbeCommand.self, ApplyCommand.self, RemoveCommand.self,
-                      AgentCommand.self, DoctorCommand.self, Bench.self])
+                      AgentCommand.self, DoctorCommand.self, PolicyCommand.self, Bench.self])
 
     /// ArgumentParser exits 64 (EX_USAGE) on bad usage; returnpath's contract is 2, like ip and nft.
     static func main() {

@@ -18,7 +18,7 @@ extension Doctor {
                                     fix: fix, hint: right == nil ? "replace it with a route via the router on that link" : nil))
         }
         for entry in request.policy?.interfaces ?? [] {
-          for gateway in [entry.gateway, entry.gateway6].compactMap({ $0 }) where state.isLocal(gateway) {
+          for gateway in entry.routers where state.isLocal(gateway) {
             let fileHint: String
             if case .file(let path) = request.source { fileHint = "correct the gateway of \(entry.name) in \(path)" } else { fileHint = "correct the policy's gateway of \(entry.name)" }
             findings.append(Finding(id: FindingID.gatewayIsLocal, severity: .error,

@@ -8,7 +8,7 @@ extension Doctor {
     func offLinkGatewayFindings() -> [Finding] {
         var findings: [Finding] = []
         for entry in request.policy?.interfaces ?? [] where state.link(entry.name) != nil {
-            for gateway in [entry.gateway, entry.gateway6].compactMap({ $0 }) where !gateway.isLinkLocal && !state.isLocal(gateway) {
+            for gateway in entry.routers where !entry.onlink && !gateway.isLinkLocal && !state.isLocal(gateway) {
                 let own = state.addresses.filter { $0.interface == entry.name && $0.prefix.family == gateway.family }
                 let connected = own.contains { $0.prefix.network.contains(gateway) || $0.peer == gateway }
                     || state.routes.contains { $0.table == RouteTable.main && $0.device == entry.name && $0.gateway == nil
