@@ -7,6 +7,10 @@ public struct Resolution: Sendable {
     public struct Value: Sendable, Equatable {
         public var what: String
         public var from: String
+        public init(what: String, from: String) {
+            self.what = what
+            self.from = from
+        }
     }
 
     /// One entry of the document as this node sees it.
