@@ -111,7 +111,7 @@ public enum PolicyResolver {
             name = only
         } else if let given = entry.name {
             if checkLinks && !facts.links.contains(given) {
-                result.problem = "no interface \(given) on this node"
+                result.problem = "unknown interface \(given) on this node"
                 return result
             }
             result.values.append(.init(what: "interface \(given)", from: "policy"))

@@ -77,7 +77,7 @@ struct PolicyResolverTests {
             "p.yaml:5: network 10.1.3.0/24 on node rack2-node1: no interface has an address in 10.1.3.0/24",
             "p.yaml:6: network 10.0.0.0/8 on node rack2-node1: 10.0.0.0/8 has addresses on several interfaces: ens5, eth0",
             "p.yaml:7: ens5 on node rack2-node1: the address in 10.20.0.0/24 is on eth0, not on ens5",
-            "p.yaml:8: eth9 on node rack2-node1: no interface eth9 on this node",
+            "p.yaml:8: eth9 on node rack2-node1: unknown interface eth9 on this node",
         ], "\(r.problems)")
         // What resolves stays: the agent applies it.
         #expect(r.policy.interfaces.map(\.name) == ["eth0"])
@@ -120,7 +120,7 @@ struct PolicyResolverTests {
         #expect(r.exemptFrom == "spec.nodes item 2")
         // No item matches: spec.interfaces and spec.exempt.
         let other = PolicyResolver.resolve(doc, facts: try rack2Node(name: "edge-1"))
-        #expect(other.group == nil && other.problems == ["p.yaml:6: eth1 on node edge-1: no interface eth1 on this node"])
+        #expect(other.group == nil && other.problems == ["p.yaml:6: eth1 on node edge-1: unknown interface eth1 on this node"])
         #expect(other.policy.exempt == [try prefix("10.96.0.0/12")])
     }
 

@@ -99,7 +99,7 @@ struct DeployTests {
                 #expect((try? JSONSerialization.jsonObject(with: Data(first.utf8))) != nil, "\(first)")
                 // A ConfigMap update: eth1 only.
                 try fm.createDirectory(atPath: "\(dir)/..2026_01_02", withIntermediateDirectories: true)
-                let eth1Only = spec.policyText.components(separatedBy: "    - name: eth2")[0]
+                let eth1Only = spec.policyText.components(separatedBy: "    - network: 10.111.222.0/24")[0]
                 try eth1Only.write(toFile: "\(dir)/..2026_01_02/policy.yaml", atomically: false, encoding: .utf8)
                 try fm.createSymbolicLink(atPath: "\(dir)/..data_tmp", withDestinationPath: "..2026_01_02")
                 #expect(rename("\(dir)/..data_tmp", "\(dir)/..data") == 0)
