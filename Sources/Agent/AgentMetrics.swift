@@ -1,6 +1,8 @@
 import Foundation
+import Netlink
 import Prometheus
 import ReturnRouting
+import Synchronization
 
 /// The agent's metrics (swift-prometheus), named by Prometheus conventions: `returnpath_` prefix, base units,
 /// `_total` for counters. Every labelled series exists from the start (at 0), so a scrape shows them all.
@@ -14,6 +16,9 @@ public final class AgentMetrics: Sendable {
     private let duration: DurationHistogram
     private let policyValid: Gauge
     private let lastSuccess: Gauge
+    /// The label sets of returnpath_interface_active and returnpath_gateway_up seen so far: a series whose
+    /// interface or router left the policy stays, at 0.
+    private let seen = Mutex<(interfaces: Set<String>, gateways: Set<[String]>)>(([], []))
 
     public static let failureReasons = ["conflict", "invalid", "error"]
 
@@ -57,6 +62,29 @@ public final class AgentMetrics: Sendable {
     func setOwned(_ kind: Change.Kind, _ count: Int) { owned[kind]?.set(Double(count)) }
     func setPolicyValid(_ valid: Bool) { policyValid.set(valid ? 1.0 : 0.0) }
     func resynced(_ reason: ResyncReason) { resyncs[reason]?.increment() }
+
+    /// `returnpath_interface_active{interface}`: 1 while the interface carries its return path, 0 while it is left
+    /// out (down, no address on its gateways' subnet, gone). `returnpath_gateway_up{interface,gateway}`: 1 while the
+    /// router is used (every router of an active interface: no router is skipped yet), 0 otherwise.
+    func setInterfaces(_ all: [Policy.Interface], active: Set<String>) {
+        seen.withLock { seen in
+            var interfaces: [String: Bool] = [:], gateways: [[String]: Bool] = [:]
+            for name in seen.interfaces { interfaces[name] = false }
+            for labels in seen.gateways { gateways[labels] = false }
+            for entry in all {
+                interfaces[entry.name] = active.contains(entry.name)
+                for router in entry.routers { gateways[[entry.name, router.description]] = active.contains(entry.name) }
+            }
+            for (name, up) in interfaces {
+                registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "returnpath", metricName: "interface", unitName: "active", helpText: "1 while the policy interface carries its return path, 0 while it is left out."), labels: [("interface", name)]).set(up ? 1.0 : 0.0)
+            }
+            for (labels, up) in gateways {
+                registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "returnpath", metricName: "gateway", unitName: "up", helpText: "1 while the router is used for the interface's replies, 0 while it is skipped."), labels: [("interface", labels[0]), ("gateway", labels[1])]).set(up ? 1.0 : 0.0)
+            }
+            seen.interfaces.formUnion(interfaces.keys)
+            seen.gateways.formUnion(gateways.keys)
+        }
+    }
 
     /// The Prometheus text exposition.
     public func render() -> String { registry.emitToString() }

@@ -35,6 +35,7 @@ extension AgentCore {
         let configured = (try? router.resolvingServices(policy)) ?? policy
         let leftBefore = Set(leftOut.keys)
         let applied = effective(policy, keepMissing: trigger == .start)
+        metrics.setInterfaces(policy.interfaces, active: Set(applied.interfaces.map(\.name)).subtracting(leftOut.keys))
         // Withdrawing an interface that went down re-adds nothing that was lost: not a repair.
         let withdrew = !Set(leftOut.keys).isSubset(of: leftBefore)
         let result: Result<Report, ApplyError>

@@ -170,6 +170,17 @@ struct ClusterPolicyTests {
             try ip(node, "address", "add", "10.1.9.11/24", "dev", "ens6")
             #expect(waitUntil(timeout: 5) { (try? tableRoutes(node, "52001").first?["gateway"] as? String) == "10.1.9.2" })
             #expect(waitUntil(timeout: 5) { (try? httpGet(port: port, "/readyz").status) == 200 })
+            var metrics = parseMetrics(try httpGet(port: port, "/metrics").body)
+            #expect(metrics["returnpath_interface_active{interface=\"ens6\"}"] == 1, "\(metrics)")
+            #expect(metrics["returnpath_gateway_up{interface=\"ens6\",gateway=\"10.1.9.2\"}"] == 1, "\(metrics)")
+            // Down: left out, and the metrics say so.
+            try ip(node, "link", "set", "ens6", "down")
+            #expect(waitUntil(timeout: 5) {
+                metrics = parseMetrics((try? httpGet(port: port, "/metrics").body) ?? "")
+                return metrics["returnpath_interface_active{interface=\"ens6\"}"] == 0
+            }, "\(metrics)")
+            #expect(metrics["returnpath_gateway_up{interface=\"ens6\",gateway=\"10.1.9.2\"}"] == 0)
+            try ip(node, "link", "set", "ens6", "up")
             agent.stop()
             #expect(try returnpath("remove", "--lab", lab).status == 0)
 
