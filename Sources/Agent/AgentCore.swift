@@ -73,8 +73,10 @@ public final class AgentCore: @unchecked Sendable {
     var watcher: PolicyWatcher?
     var leftOut: [String: String] = [:]
     var reconcileCount = 0
+    /// Watches the routers of interfaces with several; made when the policy first has one.
+    var prober: RouterProber?
 
-    private struct Commands { var stop = false; var reload = false }
+    private struct Commands { var stop = false; var reload = false; var gateway = false }
     private let commands = Mutex(Commands())
     private let wakeRead: Int32
     private let wakeWrite: Int32
@@ -139,6 +141,7 @@ public final class AgentCore: @unchecked Sendable {
     }
 
     deinit {
+        prober?.stop()
         close(wakeRead)
         close(wakeWrite)
     }
@@ -182,6 +185,12 @@ public final class AgentCore: @unchecked Sendable {
     /// SIGHUP: read the policy again and reconcile everything.
     public func requestReload() {
         commands.withLock { $0.reload = true }
+        wake()
+    }
+
+    /// A router stopped or started answering (the prober's thread): reconcile now.
+    func requestGatewayCheck() {
+        commands.withLock { $0.gateway = true }
         wake()
     }
 
@@ -232,10 +241,11 @@ public final class AgentCore: @unchecked Sendable {
         while true {
             let request = commands.withLock { c -> Commands in
                 let taken = c
-                c = Commands(stop: c.stop, reload: false)
+                c = Commands(stop: c.stop)
                 return taken
             }
             if request.stop { break }
+            if request.gateway { note(.gateway, immediate: true) }
             if request.reload {
                 logger.notice("SIGHUP: reloading the policy and reconciling everything")
                 switch reloadPolicy(force: true) {
@@ -323,6 +333,7 @@ public final class AgentCore: @unchecked Sendable {
     /// After the loop: --remove-on-exit removes what apply installed; the lock goes with the process.
     private func finish() {
         events = nil
+        prober?.stop()
         guard configuration.removeOnExit else {
             logger.notice("stopping; the fix stays in place (--remove-on-exit removes it)")
             return

@@ -66,14 +66,17 @@ public final class AgentMetrics: Sendable {
     /// `returnpath_interface_active{interface}`: 1 while the interface carries its return path, 0 while it is left
     /// out (down, no address on its gateways' subnet, gone). `returnpath_gateway_up{interface,gateway}`: 1 while the
     /// router is used (every router of an active interface: no router is skipped yet), 0 otherwise.
-    func setInterfaces(_ all: [Policy.Interface], active: Set<String>) {
+    func setInterfaces(_ all: [Policy.Interface], active: Set<String>, skipped: Set<[String]> = []) {
         seen.withLock { seen in
             var interfaces: [String: Bool] = [:], gateways: [[String]: Bool] = [:]
             for name in seen.interfaces { interfaces[name] = false }
             for labels in seen.gateways { gateways[labels] = false }
             for entry in all {
                 interfaces[entry.name] = active.contains(entry.name)
-                for router in entry.routers { gateways[[entry.name, router.description]] = active.contains(entry.name) }
+                for router in entry.routers {
+                    let labels = [entry.name, router.description]
+                    gateways[labels] = active.contains(entry.name) && !skipped.contains(labels)
+                }
             }
             for (name, up) in interfaces {
                 registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "returnpath", metricName: "interface", unitName: "active", helpText: "1 while the policy interface carries its return path, 0 while it is left out."), labels: [("interface", name)]).set(up ? 1.0 : 0.0)

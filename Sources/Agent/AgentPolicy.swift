@@ -101,6 +101,12 @@ extension AgentCore {
             }
             return true
         }
+        // Routers that stopped answering are skipped (a multipath route over the others).
+        if let down = prober?.down, !down.isEmpty {
+            result.interfaces = result.interfaces.map { entry in
+                entry.skipping(Set(down.filter { $0.interface == entry.name }.map(\.router)))
+            }
+        }
         if missing != leftOut {
             for (name, why) in missing.sorted(by: { $0.key < $1.key }) where leftOut[name] != why {
                 logger.warning("\(name) cannot carry its return path now (\(why)): left out until it can", metadata: ["interface": "\(name)"])
@@ -137,5 +143,28 @@ extension AgentCore {
             unresolved = problems
         }
         health.unresolved(problems)
+    }
+
+    /// Starts watching the IPv4 routers of every interface with several (the prober is made on first need).
+    func watchRouters(_ policy: Policy) {
+        var targets: [RouterProber.Target] = []
+        for entry in policy.interfaces where entry.routers(for: .inet).count > 1 {
+            guard let link = try? inspector.link(named: entry.name), let mac = link.hardwareAddress else { continue }
+            let bytes = mac.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+            let source = (try? inspector.addresses(family: .inet, interface: entry.name))?.first?.prefix.address
+            var value: UInt32 = 0
+            if case .v4(let raw)? = source { value = raw }
+            for router in entry.routers(for: .inet) {
+                targets.append(.init(interface: entry.name, index: link.index, mac: bytes, source: value, router: router))
+            }
+        }
+        if prober == nil && !targets.isEmpty {
+            do {
+                prober = try RouterProber(namespace: configuration.namespace) { [weak self] in self?.requestGatewayCheck() }
+            } catch {
+                logger.error("cannot watch the routers: \(error); a router that stops answering is not noticed")
+            }
+        }
+        prober?.watch(targets)
     }
 }

@@ -34,8 +34,10 @@ extension AgentCore {
         }
         let configured = (try? router.resolvingServices(policy)) ?? policy
         let leftBefore = Set(leftOut.keys)
+        watchRouters(policy)
         let applied = effective(policy, keepMissing: trigger == .start)
-        metrics.setInterfaces(policy.interfaces, active: Set(applied.interfaces.map(\.name)).subtracting(leftOut.keys))
+        let skipped = Set((prober?.down ?? []).map { [$0.interface, $0.router.description] })
+        metrics.setInterfaces(policy.interfaces, active: Set(applied.interfaces.map(\.name)).subtracting(leftOut.keys), skipped: skipped)
         // Withdrawing an interface that went down re-adds nothing that was lost: not a repair.
         let withdrew = !Set(leftOut.keys).isSubset(of: leftBefore)
         let result: Result<Report, ApplyError>

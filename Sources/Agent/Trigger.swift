@@ -12,6 +12,8 @@ public enum Trigger: String, Sendable, CaseIterable, Comparable {
     case rule
     /// The `inet returnpath` table was changed, flushed or deleted by someone else.
     case nftables
+    /// A router of an interface with several (gateways: [A, B]) stopped or started answering (RouterProber).
+    case gateway
     /// The policy file changed (inotify) and is valid.
     case policy
     /// SIGHUP: the policy was reloaded and everything checked.

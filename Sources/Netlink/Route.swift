@@ -72,6 +72,9 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         return "\(table) \(type) \(destination.cidr) \(gateway?.description ?? "-") \(device ?? "-") \(effectiveMetric)\(hops)"
     }
 
+    /// What RTM_NEWROUTE with NLM_F_REPLACE replaces: the route of the same table, type, destination and metric.
+    public var replaceKey: String { "\(table) \(type) \(destination.cidr) \(effectiveMetric)" }
+
     /// Every gateway the route sends through: its own, or its next hops'.
     public var gateways: [IPAddress] { nexthops.isEmpty ? (gateway.map { [$0] } ?? []) : nexthops.compactMap(\.gateway) }
     /// The one device the route sends through: its own, or the one all its next hops share; nil when they differ.

@@ -28,10 +28,16 @@ enum Diff {
         return (add, stale)
     }
 
-    /// Routes to add (or replace) and to delete, by their identity (destination, table, metric…).
+    /// Routes to add (or replace) and to delete, by their identity (destination, table, metric…). A current route
+    /// that a desired one replaces in place (same table, type, destination and metric: what NLM_F_REPLACE
+    /// overwrites) is not deleted afterwards: the kernel would match the delete to the new route (a multipath route
+    /// becoming single-path: its first next hop is the new route's) and remove what was just installed.
     static func routes(desired: [Route], current: [Route]) -> (add: [Route], stale: [Route]) {
         let have = Set(current.map(\.key)), want = Set(desired.map(\.key))
-        return (desired.filter { !have.contains($0.key) }, current.filter { !want.contains($0.key) })
+        let add = desired.filter { !have.contains($0.key) }
+        // The replace overwrites one route per identity (the first); any other with it is still stale.
+        var replaced = Set(add.map(\.replaceKey))
+        return (add, current.filter { !want.contains($0.key) && replaced.remove($0.replaceKey) == nil })
     }
 }
 

@@ -82,6 +82,22 @@ public struct Policy: Sendable, Equatable {
         /// Every router of the entry, IPv4 first.
         public var routers: [IPAddress] { families.flatMap(routers(for:)) }
 
+        /// The entry without the routers in `skip` (routers that stopped answering): per family the others, or all
+        /// of them when none is left (nothing better to send to).
+        public func skipping(_ skip: Set<IPAddress>) -> Interface {
+            var copy = self
+            let kept = families.flatMap { family -> [IPAddress] in
+                let all = routers(for: family), alive = all.filter { !skip.contains($0) }
+                return alive.isEmpty ? all : alive
+            }
+            let v4 = kept.filter { $0.family == .inet }, v6 = kept.filter { $0.family == .inet6 }
+            guard let primary = v4.first ?? v6.first else { return self }
+            copy.gateway = primary
+            copy.gateway6 = primary.family == .inet ? v6.first : nil
+            copy.alternateGateways = Array(v4.dropFirst()) + Array(v6.dropFirst())
+            return copy
+        }
+
         public var name: String
         /// The router on this interface's network, of either family.
         public var gateway: IPAddress

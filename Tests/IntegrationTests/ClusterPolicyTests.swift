@@ -195,4 +195,40 @@ struct ClusterPolicyTests {
             #expect(try returnpath("remove", "--lab", lab).status == 0)
         }
     }
+
+    /// The routers a table's default route sends through: "GATEWAY DEV" per next hop.
+    func defaultHops(_ node: NetworkNamespace, _ table: String) -> [String] {
+        guard let route = (try? tableRoutes(node, table))?.first else { return [] }
+        if let hops = route["nexthops"] as? [[String: Any]] { return hops.map { "\($0["gateway"] ?? "") \($0["dev"] ?? "")" } }
+        return ["\(route["gateway"] ?? "") \(route["dev"] ?? "")"]
+    }
+
+    /// One of two routers stops answering (its interface to the rack network down inside its namespace; the node's
+    /// link stays up, as behind a switch): the agent's ARP probes notice, replies move to the other, no connection
+    /// of a client connecting in a loop fails; when it answers again it is taken back.
+    @Test func aRouterThatStopsAnsweringIsSkippedAndTakenBack() throws {
+        try withRackLab { lab, node, policy in
+            let agent = try startAgent(["--lab", lab, "-f", policy, "--metrics-address", "127.0.0.1:0"], environment: ["NODE_NAME": "ecmp-1"])
+            defer { agent.kill() }
+            let port = try #require(agent.metricsPort())
+            #expect(defaultHops(node, "52001") == ["10.1.2.2 ens5", "10.1.2.3 ens5"])
+            let tor2 = try ns(lab, "tor2")
+            let client = try LoopClient(lab: lab, host: "client1", address: "192.168.1.1", seconds: 3)
+            usleep(500_000)
+            try ip(tor2, "link", "set", "eth0", "down")
+            #expect(waitUntil(timeout: 2) { defaultHops(node, "52001") == ["10.1.2.2 ens5"] }, "\(agent.errors)")
+            var metrics = parseMetrics(try httpGet(port: port, "/metrics").body)
+            #expect(metrics["returnpath_gateway_up{interface=\"ens5\",gateway=\"10.1.2.3\"}"] == 0, "\(metrics)")
+            #expect(metrics["returnpath_gateway_up{interface=\"ens5\",gateway=\"10.1.2.2\"}"] == 1)
+            let counts = try client.wait()
+            #expect(counts.completed > 0 && counts.failed == 0, "\(counts)")
+            try ip(tor2, "link", "set", "eth0", "up")
+            #expect(waitUntil(timeout: 3) { defaultHops(node, "52001") == ["10.1.2.2 ens5", "10.1.2.3 ens5"] }, "\(agent.errors)")
+            metrics = parseMetrics(try httpGet(port: port, "/metrics").body)
+            #expect(metrics["returnpath_gateway_up{interface=\"ens5\",gateway=\"10.1.2.3\"}"] == 1)
+            #expect(metrics["returnpath_reconciles_total{trigger=\"gateway\"}"].map { $0 >= 2 } == true, "\(metrics)")
+            agent.stop()
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+        }
+    }
 }
