@@ -63,6 +63,7 @@ let package = Package(
             resources: [
                 .embedInCode("Topologies/seed.yaml"), .embedInCode("Topologies/anycast.yaml"),
                 .embedInCode("Topologies/seed-k8s.yaml"), .embedInCode("Topologies/seed-dualstack.yaml"),
+                .embedInCode("Topologies/cluster.yaml"), .embedInCode("Topologies/policy-cluster.yaml"),
             ]
         ),
         // libpcap, from the system (libpcap-dev).

@@ -352,10 +352,12 @@ final class BenchedAgent: @unchecked Sendable {
 
 /// GET http://127.0.0.1:PORT/PATH over a plain socket (the agent's metrics and health endpoints): status and body.
 /// The benchmark and the agent's tests both read the agent with it.
-public func localHTTPGet(port: Int, _ path: String) throws(BenchmarkError) -> (status: Int, body: String) {
+public func localHTTPGet(port: Int, _ path: String, in namespace: NetworkNamespace = .current) throws(BenchmarkError) -> (status: Int, body: String) {
     guard let port16 = UInt16(exactly: port) else { throw .failed("port \(port) is out of range") }
-    let fd = try syscall { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        .get { BenchmarkError.failed("socket: \($0)") }
+    let fd: Int32
+    do { fd = try namespace.socket(domain: AF_INET, type: Int32(SOCK_STREAM.rawValue), protocol: 0) } catch {
+        throw .failed("socket in \(namespace): \(error)")
+    }
     defer { close(fd) }
     var timeout = timeval(tv_sec: 5, tv_usec: 0)
     _ = try syscall { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }

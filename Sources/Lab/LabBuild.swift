@@ -160,12 +160,16 @@ struct LabBuild {
         for host in topology.hosts {
             let socket = try socket(.host(host.name))
             let desired = host.routes.map { spec in
-                Route(destination: spec.destination, table: spec.table ?? RouteTable.main, proto: LabManager.routeProtocol,
-                      gateway: spec.gateway, device: spec.device, preferredSource: spec.source, metric: spec.metric)
+                Route(destination: spec.destination, table: spec.table ?? RouteTable.main,
+                      proto: spec.proto.map(RouteProtocol.init(rawValue:)) ?? LabManager.routeProtocol,
+                      gateway: spec.gateway, device: spec.gateways.isEmpty ? spec.device : nil, preferredSource: spec.source,
+                      metric: spec.metric, onlink: spec.onlink && spec.gateways.isEmpty,
+                      nexthops: spec.gateways.map { Route.NextHop(gateway: $0, device: spec.device, onlink: spec.onlink) })
             }
             do {
                 try socket.replaceRoutes(desired).throwFirst()
-                for stale in try socket.routes() where stale.proto == LabManager.routeProtocol
+                let protocols = Set(desired.map(\.proto)).union([LabManager.routeProtocol])
+                for stale in try socket.routes() where protocols.contains(stale.proto)
                     && !desired.contains(where: { $0.destination == stale.destination && $0.table == stale.table
                                                   && $0.effectiveMetric == stale.effectiveMetric }) {
                     try socket.deleteRoute(stale)

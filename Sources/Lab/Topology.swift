@@ -56,10 +56,17 @@ public struct Topology: Sendable, Equatable {
     public struct RouteSpec: Sendable, Equatable {
         public var destination: IPPrefix
         public var gateway: IPAddress?
+        /// `via: [A, B]`: a multipath route over these routers (then `gateway` is nil).
+        public var gateways: [IPAddress] = []
         public var device: String?
         public var table: UInt32?
         public var metric: UInt32?
         public var source: IPAddress?
+        /// `proto: dhcp` (a name of iproute2's or a number): how the route says it was made; default static, the
+        /// lab's own marker.
+        public var proto: UInt8?
+        /// `onlink: true`: the gateway is used on-link (an interface without an address on its subnet).
+        public var onlink = false
     }
 
     public struct Sysctl: Sendable, Equatable {

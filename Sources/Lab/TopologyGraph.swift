@@ -30,7 +30,8 @@ public enum TopologyGraph {
             for service in host.services { rows.append("service \(service.endpoint) → \"\(service.reply)\"") }
             for entry in host.dnat { rows.append("dnat \(entry)") }
             for route in host.routes {
-                rows.append("route \(route.destination)" + (route.gateway.map { " via \($0)" } ?? "")
+                let via = route.gateways.isEmpty ? route.gateway.map { " via \($0)" } : " via " + route.gateways.map(\.description).joined(separator: ", ")
+                rows.append("route \(route.destination)" + (via ?? "")
                             + (route.device.map { " dev \($0)" } ?? ""))
             }
             let title = " \(host.name)\(host.role == .client ? " (client)" : "") "

@@ -54,7 +54,10 @@ extension TopologyParser {
                 if parsed.address == parsed.network.address && !parsed.isHost {
                     throw reader.fail(addressNode, "address \(parsed.cidr) of \(ifWhat) is the network address")
                 }
-                if let other = seen[parsed.address] {
+                // The same address on the loopback of several hosts is anycast (a LoadBalancer IP every node of a
+                // cluster announces); anywhere else it is a mistake.
+                let anycast = interface.isLoopback && seen[parsed.address].map { $0.hasPrefix("interface lo of host ") && $0 != ifWhat } == true
+                if let other = seen[parsed.address], !anycast {
                     throw reader.fail(addressNode, "address \(parsed.address) of \(ifWhat) is already used by \(other)")
                 }
                 seen[parsed.address] = ifWhat

@@ -73,23 +73,48 @@ extension TopologyParser {
     }
 
     func route(_ node: Node, host what: String, local: Local) throws(TopologyError) -> Topology.RouteSpec {
-        let fields = try reader.entries(node, "a route of \(what)", allowed: ["to", "via", "dev", "table", "metric", "src"])
+        let fields = try reader.entries(node, "a route of \(what)", allowed: ["to", "via", "dev", "table", "metric", "src", "proto", "onlink"])
         guard let toNode = reader.value(fields, "to") else { throw reader.fail(node, "a route of \(what) has no \"to\"") }
         let destination = try reader.prefix(toNode, "route destination")
         guard destination.isCanonical else {
             throw reader.fail(toNode, "route destination \(destination.cidr) has host bits set (did you mean \(destination.network.cidr)?)")
         }
         var spec = Topology.RouteSpec(destination: destination)
+        if let onlinkNode = reader.value(fields, "onlink") {
+            let text = try reader.string(onlinkNode, "route onlink")
+            guard text == "true" || text == "false" else { throw reader.fail(onlinkNode, "route onlink is true or false") }
+            spec.onlink = text == "true"
+        }
         if let viaNode = reader.value(fields, "via") {
-            let gateway = try reader.address(viaNode, "gateway")
-            // The gateway must be on a network this host is connected to, and not the host itself.
-            guard local.isConnected(gateway) else {
-                throw reader.fail(viaNode, "gateway \(gateway) of \(what) is not on a network \(what) is connected to")
+            // One router, or a list: a multipath route over them (the spine's ECMP to every node of a service).
+            let items = viaNode.sequence.map(\.items) ?? [viaNode]
+            guard !items.isEmpty else { throw reader.fail(viaNode, "via of a route of \(what) lists no gateways") }
+            var gateways: [IPAddress] = []
+            for item in items {
+                let gateway = try reader.address(item, "gateway")
+                // The gateway must be on a network this host is connected to (unless onlink), and not the host itself.
+                guard spec.onlink || local.isConnected(gateway) else {
+                    throw reader.fail(item, "gateway \(gateway) of \(what) is not on a network \(what) is connected to")
+                }
+                if local.addresses.contains(gateway) {
+                    throw reader.fail(item, "gateway \(gateway) is an address of \(what) itself")
+                }
+                guard gateway.family == destination.family else {
+                    throw reader.fail(item, "gateway \(gateway) is not of the destination's family")
+                }
+                if gateways.contains(gateway) { throw reader.fail(item, "gateway \(gateway) is listed twice") }
+                gateways.append(gateway)
             }
-            if local.addresses.contains(gateway) {
-                throw reader.fail(viaNode, "gateway \(gateway) is an address of \(what) itself")
+            if viaNode.sequence == nil || gateways.count == 1 { spec.gateway = gateways[0] } else { spec.gateways = gateways }
+        }
+        if spec.onlink && spec.gateway == nil && spec.gateways.isEmpty { throw reader.fail(node, "onlink needs via") }
+        if let protoNode = reader.value(fields, "proto") {
+            let text = try reader.string(protoNode, "route proto")
+            let names: [String: UInt8] = ["static": 4, "boot": 3, "ra": 9, "dhcp": 16, "bgp": 186, "ospf": 188, "zebra": 11, "bird": 12]
+            guard let value = names[text] ?? UInt8(text), value >= 3 else {
+                throw reader.fail(protoNode, "route proto \"\(text)\" is not one of \(names.keys.sorted().joined(separator: ", ")) or a number from 3 to 255")
             }
-            spec.gateway = gateway
+            spec.proto = value
         }
         if let devNode = reader.value(fields, "dev") {
             let dev = try reader.string(devNode, "route device")
@@ -98,7 +123,8 @@ extension TopologyParser {
             }
             spec.device = dev
         }
-        if spec.gateway == nil && spec.device == nil { throw reader.fail(node, "a route of \(what) needs via or dev") }
+        if spec.gateway == nil && spec.gateways.isEmpty && spec.device == nil { throw reader.fail(node, "a route of \(what) needs via or dev") }
+        if spec.onlink && spec.device == nil { throw reader.fail(node, "an onlink route of \(what) needs dev") }
         if let tableNode = reader.value(fields, "table") {
             spec.table = UInt32(try reader.integer(tableNode, "route table", range: 1...Int(UInt32.max)))
         }

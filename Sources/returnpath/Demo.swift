@@ -23,7 +23,7 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .long, help: "The fix to show: static, source, mark, ingress or all.")
     var strategy: Choice = .all
 
-    @Option(name: .long, help: "The story: seed (the POC), anycast (one service behind two routers), k8s (kube-proxy DNAT to pods) or dualstack.")
+    @Option(name: .long, help: "The story: seed (the POC), anycast (one service behind two routers), k8s (kube-proxy DNAT to pods), dualstack or cluster (one policy, four nodes that differ, an agent each).")
     var topology: BuiltinTopology = .seed
 
     enum Family: String, ExpressibleByArgument, CaseIterable { case ipv4, ipv6, dual }
@@ -52,6 +52,7 @@ struct DemoCommand: ParsableCommand {
             case .seed: try story(manager)
             case .anycast: try anycastStory(manager)
             case .k8s: try k8sStory(manager)
+            case .cluster: try clusterStory(manager)
             }
         } catch let error as StepFailed {
             throw fail("demo failed: \(error)", code: 1)

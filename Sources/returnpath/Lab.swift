@@ -47,8 +47,9 @@ enum LabSupport {
     }
 
     /// Reads `-f FILE` or the built-in seed; exit 2 with file and line on any problem.
-    static func load(file: String?) throws -> (topology: Topology, text: String, source: String) {
+    static func load(file: String?, builtin: BuiltinTopology? = nil) throws -> (topology: Topology, text: String, source: String) {
         do {
+            if let builtin, file == nil { return (try builtin.topology(), builtin.yaml, builtin.fileName) }
             if let file {
                 let topology = try TopologyFile.load(path: file)
                 let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""

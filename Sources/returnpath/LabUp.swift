@@ -12,6 +12,13 @@ struct LabUp: ParsableCommand {
     @Option(name: .shortAndLong, help: "Topology file (YAML). Default: the built-in seed topology.")
     var file: String?
 
+    @Option(name: .long, help: "A built-in topology instead of a file: seed, anycast, k8s, dualstack or cluster.")
+    var topology: BuiltinTopology?
+
+    func validate() throws {
+        if file != nil && topology != nil { throw ValidationError("give -f FILE or --topology NAME, not both") }
+    }
+
     @Option(name: .long, help: "Lab name. Default: the topology's name (seed).")
     var name: String?
 
@@ -19,7 +26,7 @@ struct LabUp: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let (topology, text, source) = try LabSupport.load(file: file)
+        let (topology, text, source) = try LabSupport.load(file: file, builtin: self.topology)
         let lab = name ?? topology.name
         try LabSupport.checkName(lab)
         let start = DispatchTime.now().uptimeNanoseconds

@@ -43,6 +43,12 @@ struct TopologyFileTests {
         ("port out of range", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    services:\n      - {address: 10.0.0.1, port: 70000}\n", 11, "not a number in 1-65535"),
         ("malformed yaml", "  node:\n    interfaces: [\n", 9, "malformed YAML"),
         ("route host bits", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: 10.7.0.1/16, via: 10.0.0.2}\n", 11, "host bits"),
+        ("multipath gateway not connected", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: [10.0.0.2, 10.5.0.1]}\n", 11, "gateway 10.5.0.1 of host node is not on a network"),
+        ("multipath gateway twice", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: [10.0.0.2, 10.0.0.2]}\n", 11, "gateway 10.0.0.2 is listed twice"),
+        ("empty via", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: []}\n", 11, "lists no gateways"),
+        ("bad proto", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: 10.0.0.2, proto: dhpc}\n", 11, "route proto \"dhpc\" is not one of"),
+        ("onlink without dev", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n    routes:\n      - {to: default, via: 10.9.0.1, onlink: true}\n", 11, "an onlink route of host node needs dev"),
+        ("the same address on lo of one host twice", "  node:\n    interfaces:\n      eth0: {network: a, address: 10.0.0.1}\n      lo: {addresses: [192.168.9.9/32, 192.168.9.9/32]}\n", 10, "already used by interface lo of host node"),
     ])
     func brokenFilesAreRefusedWithTheirLine(name: String, hosts: String, line: Int, message: String) throws {
         let text = """
@@ -93,5 +99,43 @@ struct TopologyFileTests {
         #expect(ascii.contains("node:eth1 ⟷ router:eth1"))
         #expect(ascii.contains("service 192.168.1.1:3000 → \"svc1\""))
         #expect(TopologyGraph.render(seed, format: .dot).hasPrefix("graph \"seed\" {"))
+    }
+
+    /// Multipath routes (`via: [A, B]`), a route's protocol (as DHCP would install it), onlink, and one address
+    /// on the loopback of several hosts (anycast).
+    @Test func multipathProtoOnlinkAndAnycast() throws {
+        let text = """
+            networks:
+              a: {subnet: 10.0.0.0/24}
+            hosts:
+              r1:
+                interfaces:
+                  eth0: {network: a, address: 10.0.0.2}
+                  lo: {addresses: [192.168.9.9/32]}
+              r2:
+                interfaces:
+                  eth0: {network: a, address: 10.0.0.3}
+                  lo: {addresses: [192.168.9.9/32]}
+              node:
+                interfaces:
+                  eth0: {network: a, address: 10.0.0.1}
+                routes:
+                  - {to: 192.168.9.9, via: [10.0.0.2, 10.0.0.3]}
+                  - {to: default, via: 10.0.0.2, metric: 101, proto: dhcp}
+                  - {to: 10.9.0.0/16, via: 10.9.0.1, dev: eth0, onlink: true}
+
+            """
+        let topology = try TopologyFile.parse(text, file: "t.yaml")
+        let routes = try #require(topology.host("node")?.routes)
+        #expect(routes[0].gateway == nil && routes[0].gateways.map(\.description) == ["10.0.0.2", "10.0.0.3"])
+        #expect(routes[1].proto == 16 && routes[1].metric == 101)
+        #expect(routes[2].onlink && routes[2].gateway?.description == "10.9.0.1")
+    }
+
+    @Test func theClusterLabIsTheDocumentedOne() throws {
+        let cluster = try BuiltinTopology.cluster.topology()
+        #expect(cluster.hosts.filter { $0.name.contains("-node") }.map(\.name) == ["rack1-node1", "rack1-node2", "rack2-node1", "rack2-node2"])
+        #expect(cluster.host("rack2-node1")?.interface("ens5") != nil && cluster.host("rack1-node1")?.interface("eth1") != nil)
+        #expect(cluster.host("spine")?.routes.first { $0.destination.cidr == "192.168.100.1/32" }?.gateways.count == 4)
     }
 }

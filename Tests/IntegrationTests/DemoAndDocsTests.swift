@@ -20,7 +20,7 @@ struct DemoAndDocsTests {
 
     /// The anycast and kube-proxy stories: each exits 0 only when the seed's fixes fail where they must and
     /// ingress succeeds.
-    @Test(arguments: [["--topology", "anycast"], ["--topology", "k8s"], ["--family", "ipv6"], ["--family", "dual"]])
+    @Test(arguments: [["--topology", "anycast"], ["--topology", "k8s"], ["--family", "ipv6"], ["--family", "dual"], ["--topology", "cluster"]])
     func theClusterStoriesExitZero(story: [String]) throws {
         let lab = uniqueLabName()
         let result = try returnpath(["demo"] + story + ["--name", lab])
@@ -28,6 +28,12 @@ struct DemoAndDocsTests {
         #expect(result.output.contains("Every step behaved as the story says."))
         #expect(namespaces(of: lab).isEmpty)
         #expect(servePIDs(lab).isEmpty)
+        // The cluster story's agents (one per node, spawned in the nodes' namespaces) are gone too.
+        let agents = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { Int($0) != nil }.filter { pid in
+            let args = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { String(decoding: $0, as: UTF8.self) } ?? ""
+            return args.contains("rp-demo-cluster-")
+        }
+        #expect(agents.isEmpty, "agents left running: \(agents)")
     }
 
     /// Every `returnpath …` command shown in README.md and docs/ exists and its options parse.
@@ -83,14 +89,16 @@ struct DemoAndDocsTests {
             (["--help"], ["USAGE: returnpath <subcommand>", "lab", "probe", "apply", "remove", "doctor", "agent", "demo", "bench"]),
             (["lab", "--help"], ["USAGE: returnpath lab <subcommand>", "up", "down", "status", "graph", "exec"]),
             (["probe", "--help"], ["USAGE: returnpath probe", "--passive", "--json", "--from", "--to"]),
-            (["apply", "--help"], ["USAGE: returnpath apply", "--file", "--strategy", "--dry-run", "--lab", "--host", "--netns", "--wait"]),
+            (["apply", "--help"], ["USAGE: returnpath apply", "--file", "--strategy", "--dry-run", "--lab", "--host", "--netns", "--wait", "--node"]),
             (["remove", "--help"], ["USAGE: returnpath remove", "--dry-run", "--lab", "--netns", "--wait"]),
             (["demo", "--help"], ["USAGE: returnpath demo", "--strategy", "--topology", "--keep"]),
             (["bench", "datapath", "--help"], ["USAGE: returnpath bench datapath", "--services"]),
             (["doctor", "--help"], ["USAGE: returnpath doctor <subcommand>", "check", "explain"]),
             (["doctor", "check", "--help"], ["USAGE: returnpath doctor check", "--file", "--lab", "--host", "--netns", "--json"]),
             (["doctor", "explain", "--help"], ["USAGE: returnpath doctor explain", "--lab", "--netns"]),
-            (["agent", "--help"], ["USAGE: returnpath agent", "--file", "--metrics-address", "--strategy", "--lab", "--netns"]),
+            (["agent", "--help"], ["USAGE: returnpath agent", "--file", "--metrics-address", "--strategy", "--lab", "--netns", "--node"]),
+            (["policy", "resolve", "--help"], ["USAGE: returnpath policy resolve", "--file", "--node", "--lab", "--host", "--netns", "--json"]),
+            (["lab", "up", "--help"], ["USAGE: returnpath lab up", "--file", "--topology", "--name"]),
         ]
         for (command, words) in expected {
             let result = try returnpath(command)
