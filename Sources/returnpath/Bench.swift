@@ -3,5 +3,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure returnpath against the obvious alternative, in throwaway namespaces.",
-        subcommands: [BenchNetlink.self, BenchLab.self, BenchDatapath.self, BenchApply.self, BenchAgent.self, BenchConnect.self])
+        subcommands: [BenchNetlink.self, BenchLab.self, BenchDatapath.self, BenchApply.self, BenchAgent.self, BenchConnect.self, BenchCluster.self])
 }

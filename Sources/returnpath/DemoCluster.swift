@@ -154,49 +154,5 @@ extension DemoCommand {
             .gateways.map(\.description) ?? []
     }
 
-    static func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-        while DispatchTime.now().uptimeNanoseconds < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
-    }
-}
-
-/// One node's agent: this very binary, spawned inside the node's namespace (as hostNetwork puts the DaemonSet's pod
-/// there), its output in a file.
-final class ClusterAgent {
-    let host: String
-    let namespace: NetworkNamespace
-    let logPath: String
-    private var pid: pid_t?
-
-    init(host: String, namespace: NetworkNamespace, arguments: [String], logDirectory: String) throws {
-        self.host = host
-        self.namespace = namespace
-        logPath = "\(logDirectory)/\(host).log"
-        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DemoCommand.StepFailed(description: "create \(logPath)") }
-        defer { close(fd) }
-        let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        pid = try namespace.spawn(["/usr/bin/env", "NODE_NAME=\(host)", binary] + arguments,
-                                  descriptors: [ChildDescriptor(nil, as: 0), ChildDescriptor(fd, as: 1), ChildDescriptor(fd, as: 2)],
-                                  newSession: true)
-    }
-
-    func waitReady(seconds: Double) -> Bool {
-        DemoCommand.waitUntil(seconds: seconds) { (try? localHTTPGet(port: 9712, "/readyz", in: namespace).status) == 200 }
-    }
-
-    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    /// SIGTERM; its exit status (SIGKILL after the grace period).
-    @discardableResult
-    func stop() -> Int32 {
-        guard let pid else { return 0 }
-        self.pid = nil
-        kill(pid, SIGTERM)
-        return waitForExit(pid)
-    }
+    static func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool { waitFor(seconds: seconds, condition) }
 }
