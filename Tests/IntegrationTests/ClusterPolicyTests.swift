@@ -1,5 +1,6 @@
 import Foundation
 import Namespace
+import Synchronization
 import Testing
 
 /// A rack node: eth0 on the management network, ens5 on the rack's network with two ToRs, ens6 on a network where
@@ -227,6 +228,56 @@ struct ClusterPolicyTests {
             metrics = parseMetrics(try httpGet(port: port, "/metrics").body)
             #expect(metrics["returnpath_gateway_up{interface=\"ens5\",gateway=\"10.1.2.3\"}"] == 1)
             #expect(metrics["returnpath_reconciles_total{trigger=\"gateway\"}"].map { $0 >= 2 } == true, "\(metrics)")
+            agent.stop()
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+        }
+    }
+
+    /// A connection opened before the failure goes on: its replies were hashed onto the router that stops; once the
+    /// agent skips it they leave by the other, and the connection's next exchanges get their answers.
+    @Test func aConnectionOpenedBeforeTheFailureContinues() throws {
+        try withRackLab { lab, node, policy in
+            let agent = try startAgent(["--lab", lab, "-f", policy], environment: ["NODE_NAME": "ecmp-1"])
+            defer { agent.kill() }
+            // Which router the node's replies to client1 take (L3 hash: every connection the same one); the
+            // requests come in through the other.
+            let route = try #require(try ipJSON(node, "route", "get", "10.30.0.23", "from", "192.168.1.1").first)
+            let replyRouter = try #require(route["gateway"] as? String)
+            let (dead, requests) = replyRouter == "10.1.2.2" ? ("tor1", "10.30.0.3") : ("tor2", "10.30.0.2")
+            try ip(try ns(lab, "client1"), "route", "replace", "192.168.1.1", "via", requests)
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            server.arguments = ["ip", "netns", "exec", node.name!, "socat", "TCP-LISTEN:4000,bind=192.168.1.1,reuseaddr", "EXEC:cat"]
+            try server.run()
+            // SIGKILL: socat under Foundation's Process does not end on SIGTERM here.
+            defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+            usleep(200_000)
+            let client = Process(), input = Pipe(), output = Pipe()
+            client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            client.arguments = ["ip", "netns", "exec", try ns(lab, "client1").name!, "socat", "-", "TCP:192.168.1.1:4000"]
+            client.standardInput = input
+            client.standardOutput = output
+            try client.run()
+            defer { kill(client.processIdentifier, SIGKILL); client.waitUntilExit() }
+            let received = Mutex("")
+            let reader = Thread {
+                while true {
+                    let data = output.fileHandleForReading.availableData
+                    if data.isEmpty { break }
+                    received.withLock { $0 += String(decoding: data, as: UTF8.self) }
+                }
+            }
+            reader.start()
+            input.fileHandleForWriting.write(Data("before\n".utf8))
+            #expect(waitUntil(timeout: 3) { received.withLock { $0 } == "before\n" })
+            try ip(try ns(lab, dead), "link", "set", "eth0", "down")
+            input.fileHandleForWriting.write(Data("during\n".utf8))
+            // Lost while the route still points at the dead router, then retransmitted over the other.
+            #expect(waitUntil(timeout: 5) { received.withLock { $0 } == "before\nduring\n" }, "\(received.withLock { $0 }); \(agent.errors)")
+            input.fileHandleForWriting.write(Data("after\n".utf8))
+            #expect(waitUntil(timeout: 3) { received.withLock { $0 } == "before\nduring\nafter\n" })
+            #expect(client.isRunning, "the connection should still be open")
+            try ip(try ns(lab, dead), "link", "set", "eth0", "up")
             agent.stop()
             #expect(try returnpath("remove", "--lab", lab).status == 0)
         }
