@@ -145,17 +145,20 @@ extension AgentCore {
         health.unresolved(problems)
     }
 
-    /// Starts watching the IPv4 routers of every interface with several (the prober is made on first need).
+    /// Starts watching the routers of every interface with several of a family (the prober is made on first need).
     func watchRouters(_ policy: Policy) {
         var targets: [RouterProber.Target] = []
-        for entry in policy.interfaces where entry.routers(for: .inet).count > 1 {
+        for entry in policy.interfaces where entry.routers(for: .inet).count > 1 || entry.routers(for: .inet6).count > 1 {
+            // A link that cannot be read now (gone, renamed) is asked for again at the next reconcile.
             guard let link = try? inspector.link(named: entry.name), let mac = link.hardwareAddress else { continue }
             let bytes = mac.split(separator: ":").compactMap { UInt8($0, radix: 16) }
             let source = (try? inspector.addresses(family: .inet, interface: entry.name))?.first?.prefix.address
             var value: UInt32 = 0
             if case .v4(let raw)? = source { value = raw }
-            for router in entry.routers(for: .inet) {
-                targets.append(.init(interface: entry.name, index: link.index, mac: bytes, source: value, router: router))
+            for family in [AddressFamily.inet, .inet6] where entry.routers(for: family).count > 1 {
+                for router in entry.routers(for: family) {
+                    targets.append(.init(interface: entry.name, index: link.index, mac: bytes, source: value, router: router))
+                }
             }
         }
         if prober == nil && !targets.isEmpty {

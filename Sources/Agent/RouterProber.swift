@@ -3,13 +3,15 @@ import Foundation
 import Namespace
 import Netlink
 import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Watches the IPv4 routers of interfaces that have several (`gateways: [A, B]`): an ARP request to each every
-/// `interval` on the interface, from a packet socket in the node's namespace; a router that answered none of the
-/// last `misses` requests is down, and up again with its next answer. The kernel's own neighbour state would take
+/// Watches the routers of interfaces that have several (`gateways: [A, B]`): every `interval` an ARP request to
+/// each IPv4 router (a packet socket on the interface) and a neighbour solicitation to each IPv6 one (RFC 4861, a
+/// raw ICMPv6 socket bound to the interface), from sockets in the node's namespace; a router that answered none of
+/// the last `misses` is down, and up again with its next answer. The kernel's own neighbour state would take
 /// seconds to tens of seconds to fail (reachable time, delay, probes); this takes `interval × misses` (300 ms by
 /// default). ARP asks the router's link layer, not its routing: a router whose interface to the node's network is
 /// down (behind a switch, the node's own link stays up) stops answering, which is what must be detected.
@@ -97,7 +99,7 @@ public final class RouterProber: @unchecked Sendable {
     // MARK: the thread
 
     private func run() {
-        var sockets: [Int32: Int32] = [:]   // interface index → packet socket
+        var sockets: [Channel: Int32] = [:]   // (interface, family) → its socket
         defer { for fd in sockets.values { close(fd) } }
         var nextProbe: UInt64 = 0
         let step = UInt64(interval * 1e9)
@@ -108,29 +110,113 @@ public final class RouterProber: @unchecked Sendable {
             }
             if stop { return }
             if changed {
-                let wanted = Set(targets.map(\.index))
-                for (index, fd) in sockets where !wanted.contains(index) { close(fd); sockets[index] = nil }
-                for index in wanted where sockets[index] == nil {
-                    if let fd = try? openSocket(index) { sockets[index] = fd }   // retried on the next change
+                let wanted = Set(targets.map(Channel.init))
+                for (channel, fd) in sockets where !wanted.contains(channel) { close(fd); sockets[channel] = nil }
+                for channel in wanted where sockets[channel] == nil {
+                    // A socket that cannot be made is asked for again at the next change of targets.
+                    let made = channel.family == .inet6 ? try? openICMPv6(channel) : try? openSocket(channel.index)
+                    if let made { sockets[channel] = made }
                 }
             }
             let now = DispatchTime.now().uptimeNanoseconds
             if now >= nextProbe {
-                for target in targets { if let fd = sockets[target.index] { send(fd, target) } }
+                for target in targets {
+                    guard let fd = sockets[Channel(target)] else { continue }
+                    if target.router.family == .inet6 { solicit(fd, target) } else { send(fd, target) }
+                }
                 nextProbe = now + step
                 evaluate(now)
             }
+            let channels = Array(sockets)
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-                + sockets.values.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                + channels.map { pollfd(fd: $0.value, events: Int16(POLLIN), revents: 0) }
             let timeout = Int32(max(0, Int64(nextProbe) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1_000_000) + 1
             guard case .success = syscall({ poll(&fds, nfds_t(fds.count), timeout) }) else { continue }
             if fds[0].revents != 0 {
                 var drain = [UInt8](repeating: 0, count: 64)
                 _ = Glibc.read(wakeRead, &drain, drain.count)
             }
-            for entry in fds.dropFirst() where entry.revents & Int16(POLLIN) != 0 {
-                receive(entry.fd, targets)
+            for (entry, channel) in zip(fds.dropFirst(), channels) where entry.revents & Int16(POLLIN) != 0 {
+                if channel.key.family == .inet6 { receiveAdvertisements(entry.fd, channel.key, targets) } else { receive(entry.fd, targets) }
             }
+        }
+    }
+
+    /// One socket per interface and family.
+    struct Channel: Hashable {
+        var index: Int32
+        var interface: String
+        var family: AddressFamily
+        init(_ target: Target) {
+            index = target.index
+            interface = target.interface
+            family = target.router.family
+        }
+    }
+
+    /// A raw ICMPv6 socket on one interface, made in the node's namespace: hop limit 255 (RFC 4861 drops anything
+    /// else), only neighbour advertisements let through.
+    private func openICMPv6(_ channel: Channel) throws -> Int32 {
+        let fd = try namespace.socket(domain: AF_INET6, type: Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+                                      protocol: 58 /* IPPROTO_ICMPV6 */)
+        let ipv6: Int32 = 41   // IPPROTO_IPV6
+        // ICMP6_FILTER: a bit set blocks that type; everything but 136 (neighbour advertisement) is blocked.
+        var filter = [UInt32](repeating: .max, count: 8)
+        filter[136 >> 5] &= ~(UInt32(1) << (136 & 31))
+        let name = Array(channel.interface.utf8) + [0]
+        func set(_ level: Int32, _ option: Int32, _ bytes: [UInt8]) -> Result<Int32, Errno> {
+            bytes.withUnsafeBytes { raw in syscall { setsockopt(fd, level, option, raw.baseAddress, socklen_t(raw.count)) } }
+        }
+        func int(_ value: Int32) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
+        let results: [Result<Int32, Errno>] = [
+            set(ipv6, 18 /* IPV6_MULTICAST_HOPS */, int(255)),
+            set(ipv6, 16 /* IPV6_UNICAST_HOPS */, int(255)),
+            set(ipv6, 17 /* IPV6_MULTICAST_IF */, int(channel.index)),
+            set(58 /* IPPROTO_ICMPV6 */, 1 /* ICMP6_FILTER */, filter.withUnsafeBytes { Array($0) }),
+            set(SOL_SOCKET, SO_BINDTODEVICE, name),
+        ]
+        for case .failure(let error) in results {
+            close(fd)
+            throw AgentError.system("set up an ICMPv6 socket on \(channel.interface)", error)
+        }
+        return fd
+    }
+
+    /// A neighbour solicitation for the router, to its solicited-node multicast address, with our link-layer
+    /// address (RFC 4861 4.3). The kernel fills in the checksum and picks the interface's link-local source.
+    private func solicit(_ fd: Int32, _ target: Target) {
+        let router = target.router.bytes
+        guard router.count == 16, target.mac.count == 6 else { return }
+        var message: [UInt8] = [135, 0, 0, 0, 0, 0, 0, 0] + router + [1, 1] + target.mac
+        var address = [UInt8](repeating: 0, count: 28)   // struct sockaddr_in6
+        withUnsafeBytes(of: UInt16(AF_INET6)) { address.replaceSubrange(0..<2, with: $0) }
+        let group: [UInt8] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff] + router[13..<16]
+        address.replaceSubrange(8..<24, with: group)
+        withUnsafeBytes(of: UInt32(bitPattern: target.index)) { address.replaceSubrange(24..<28, with: $0) }
+        // A lost solicitation is a miss like any other.
+        _ = address.withUnsafeBytes { raw in
+            message.withUnsafeMutableBytes { body in
+                syscall { sendto(fd, body.baseAddress, body.count, 0, raw.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count)) }
+            }
+        }
+    }
+
+    /// Neighbour advertisements: the target address answers for that router on that interface.
+    private func receiveAdvertisements(_ fd: Int32, _ channel: Channel, _ targets: [Target]) {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let received = buffer.withUnsafeMutableBytes { body in
+                syscall { recv(fd, body.baseAddress, body.count, Int32(MSG_DONTWAIT)) }
+            }
+            guard case .success(let count) = received else { return }
+            guard count >= 24, buffer[0] == 136, let answered = IPAddress(bytes: buffer[8..<24]) else { continue }
+            let now = DispatchTime.now().uptimeNanoseconds
+            state.withLock { s in
+                for target in targets where target.index == channel.index && target.router == answered {
+                    s.lastAnswer[Key(interface: target.interface, router: answered)] = now
+                }
+            }
+            evaluate(now)
         }
     }
 

@@ -9,44 +9,48 @@ let rackTopology = """
     name: rack
     networks:
       primary: {subnet: 10.20.0.0/24}
-      rack:    {subnet: 10.1.2.0/24}
-      uplink:  {subnet: 10.30.0.0/24}
+      rack:    {subnet: 10.1.2.0/24, subnet6: "fd00:12::/64"}
+      uplink:  {subnet: 10.30.0.0/24, subnet6: "fd00:30::/64"}
       bare:    {subnet: 10.1.9.0/24}
     hosts:
       node:
         interfaces:
           eth0: {network: primary, address: 10.20.0.11}
-          ens5: {network: rack, address: 10.1.2.11}
+          ens5: {network: rack, addresses: [10.1.2.11, "fd00:12::11"]}
           ens6: {network: bare}
-          lo: {addresses: [192.168.1.1/32]}
+          lo: {addresses: [192.168.1.1/32, "fd00:1::1/128"]}
         routes:
           - {to: default, via: 10.20.0.1}
         services:
           - {address: 192.168.1.1, port: 3000, reply: svc1}
+          - {address: "fd00:1::1", port: 3000, reply: svc1}
       gateway:
         interfaces:
           eth0: {network: primary, address: 10.20.0.1}
       tor1:
-        sysctls: {net.ipv4.ip_forward: 1}
+        sysctls: {net.ipv4.ip_forward: 1, net.ipv6.conf.all.forwarding: 1}
         interfaces:
-          eth0: {network: rack, address: 10.1.2.2}
-          eth1: {network: uplink, address: 10.30.0.2}
+          eth0: {network: rack, addresses: [10.1.2.2, "fd00:12::2"]}
+          eth1: {network: uplink, addresses: [10.30.0.2, "fd00:30::2"]}
           eth2: {network: bare, address: 10.1.9.2}
         routes:
           - {to: 192.168.1.1, via: 10.1.2.11}
+          - {to: "fd00:1::1", via: "fd00:12::11"}
       tor2:
-        sysctls: {net.ipv4.ip_forward: 1}
+        sysctls: {net.ipv4.ip_forward: 1, net.ipv6.conf.all.forwarding: 1}
         interfaces:
-          eth0: {network: rack, address: 10.1.2.3}
-          eth1: {network: uplink, address: 10.30.0.3}
+          eth0: {network: rack, addresses: [10.1.2.3, "fd00:12::3"]}
+          eth1: {network: uplink, addresses: [10.30.0.3, "fd00:30::3"]}
         routes:
           - {to: 192.168.1.1, via: 10.1.2.11}
+          - {to: "fd00:1::1", via: "fd00:12::11"}
       client1:
         role: client
         interfaces:
-          eth0: {network: uplink, address: 10.30.0.23}
+          eth0: {network: uplink, addresses: [10.30.0.23, "fd00:30::23"]}
         routes:
           - {to: 192.168.1.1, via: 10.30.0.2}
+          - {to: "fd00:1::1", via: "fd00:30::2"}
 
     """
 
@@ -69,6 +73,9 @@ let clusterPolicy = """
         - names: [late-*]
           interfaces:
             - {network: 10.1.9.0/24, gateway: 10.1.9.2, services: [192.168.1.1]}
+        - names: [ecmp6-*]
+          interfaces:
+            - {network: 10.1.2.0/24, gateways: [10.1.2.2, 10.1.2.3, "fd00:12::2", "fd00:12::3"], services: [192.168.1.1, "fd00:1::1"]}
 
     """
 
@@ -278,6 +285,32 @@ struct ClusterPolicyTests {
             #expect(waitUntil(timeout: 3) { received.withLock { $0 } == "before\nduring\nafter\n" })
             #expect(client.isRunning, "the connection should still be open")
             try ip(try ns(lab, dead), "link", "set", "eth0", "up")
+            agent.stop()
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+        }
+    }
+
+    /// IPv6 routers are watched by neighbour solicitation: one stops, both families' tables leave it, and it is
+    /// taken back; a client connects over IPv6 throughout.
+    @Test func anIPv6RouterThatStopsAnsweringIsSkippedToo() throws {
+        try withRackLab { lab, node, policy in
+            let agent = try startAgent(["--lab", lab, "-f", policy], environment: ["NODE_NAME": "ecmp6-1"])
+            defer { agent.kill() }
+            func hops6() -> [String] {
+                guard let route = (try? ipJSON(node, "-6", "route", "show", "table", "52001"))?.first(where: { $0["dst"] as? String == "default" }) else { return [] }
+                if let hops = route["nexthops"] as? [[String: Any]] { return hops.map { "\($0["gateway"] ?? "")" } }
+                return ["\(route["gateway"] ?? "")"]
+            }
+            #expect(hops6() == ["fd00:12::2", "fd00:12::3"], "\(agent.errors)")
+            #expect(defaultHops(node, "52001") == ["10.1.2.2 ens5", "10.1.2.3 ens5"])
+            try ip(try ns(lab, "tor2"), "link", "set", "eth0", "down")
+            #expect(waitUntil(timeout: 2) { hops6() == ["fd00:12::2"] && defaultHops(node, "52001") == ["10.1.2.2 ens5"] },
+                    "\(hops6()) \(agent.errors)")
+            #expect(try returnpath("lab", "exec", "--name", lab, "client1", "--", "nc", "-w", "2", "fd00:1::1", "3000").output == "svc1\n")
+            try ip(try ns(lab, "tor2"), "link", "set", "eth0", "up")
+            // IPv6 drops a link's global addresses when it goes down (keep_addr_on_down=0): the router gets its back.
+            try ip(try ns(lab, "tor2"), "address", "add", "fd00:12::3/64", "dev", "eth0", "nodad")
+            #expect(waitUntil(timeout: 3) { hops6() == ["fd00:12::2", "fd00:12::3"] }, "\(hops6()) \(agent.errors)")
             agent.stop()
             #expect(try returnpath("remove", "--lab", lab).status == 0)
         }
