@@ -76,10 +76,10 @@ public final class AgentCore: @unchecked Sendable {
     /// Watches the routers of interfaces with several; made when the policy first has one.
     var prober: RouterProber?
 
-    private struct Commands { var stop = false; var reload = false; var gateway = false }
-    private let commands = Mutex(Commands())
+    struct Commands { var stop = false; var reload = false; var gateway = false }
+    let commands = Mutex(Commands())
     private let wakeRead: Int32
-    private let wakeWrite: Int32
+    let wakeWrite: Int32
     private let finished = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Reads the policy, takes the lock, subscribes to events, and makes the first apply. Throws when the agent
@@ -173,31 +173,6 @@ public final class AgentCore: @unchecked Sendable {
 
     /// The strategy in force (before the loop starts, or from the loop thread).
     public var strategyInForce: Strategy { strategy }
-
-    // MARK: requests from other threads
-
-    /// Ends the loop (after the reconcile it is in, if any).
-    public func requestStop() {
-        commands.withLock { $0.stop = true }
-        wake()
-    }
-
-    /// SIGHUP: read the policy again and reconcile everything.
-    public func requestReload() {
-        commands.withLock { $0.reload = true }
-        wake()
-    }
-
-    /// A router stopped or started answering (the prober's thread): reconcile now.
-    func requestGatewayCheck() {
-        commands.withLock { $0.gateway = true }
-        wake()
-    }
-
-    private func wake() {
-        var byte: UInt8 = 1
-        _ = Glibc.write(wakeWrite, &byte, 1)
-    }
 
     // MARK: the loop
 

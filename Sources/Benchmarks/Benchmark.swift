@@ -11,6 +11,13 @@ public func time<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
+/// The p-quantile of `values` (nearest rank); NaN for none.
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
 /// Why a benchmark stopped. Each case keeps the error of the layer that failed; the description is that error's
 /// own (or, for `failed`, what the benchmark found wrong).
 public enum BenchmarkError: Error, CustomStringConvertible, Sendable {
