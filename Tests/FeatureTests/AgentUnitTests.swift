@@ -111,6 +111,6 @@ struct AgentUnitTests {
 
     @Test func triggersNameTheMostSpecificCause() {
         #expect(min(Trigger.resync, .link) == .link)
-        #expect(Set(Trigger.allCases.map(\.rawValue)) == ["start", "link", "address", "route", "rule", "nftables", "policy", "sighup", "resync", "overflow"])
+        #expect(Set(Trigger.allCases.map(\.rawValue)) == ["start", "link", "address", "route", "rule", "nftables", "gateway", "policy", "sighup", "resync", "overflow"])
     }
 }
