@@ -179,19 +179,21 @@ public final class AgentCore: @unchecked Sendable {
     // MARK: the loop
 
     /// Starts the loop on its own thread; `done` runs on that thread when it has ended (after --remove-on-exit).
-    public func startLoop(done: @escaping @Sendable () -> Void) {
+    public func startLoop(done: @escaping @Sendable () -> Void) throws(AgentError) {
         finished.withLock { $0 = done }
         health.loop(running: true)
-        let thread = Thread { [self] in
-            runLoop()
-            finish()
+        do {
+            try startThread(name: "rp-agent", stackSize: 8 << 20) { [self] in
+                runLoop()
+                finish()
+                health.loop(running: false)
+                let done = finished.withLock { $0 }
+                done?()
+            }
+        } catch {
             health.loop(running: false)
-            let done = finished.withLock { $0 }
-            done?()
+            throw .system("start the event loop's thread (pthread_create)", error)
         }
-        thread.name = "returnpath-agent"
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include "CLinux.h"
 
 int clinux_setns(int fd, int nstype) { return setns(fd, nstype); }
@@ -17,6 +19,8 @@ int clinux_mount(const char *source, const char *target, const char *fstype,
 int clinux_umount2(const char *target, int flags) { return umount2(target, flags); }
 int clinux_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int clinux_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int clinux_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+int clinux_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
 int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }
