@@ -1,12 +1,12 @@
 import CLinux
 import Dispatch
-import Foundation
 import Logging
 import Namespace
 import Netlink
 import ReturnRouting
 import Synchronization
 import SystemPackage
+import YAMLFile
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -91,9 +91,7 @@ public final class AgentCore: @unchecked Sendable {
         self.metrics = metrics
         if let path = configuration.policyPath {
             let text: String
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw .policy("\(path): cannot be read: \(error.localizedDescription)")
-            }
+            do { text = try YAMLReader.read(path) } catch { throw .policy(error.description) }
             do { policy = try PolicyFile.parse(text, file: path) } catch { throw .policy(error.description) }
             policyText = text
         } else if let given = configuration.policy {

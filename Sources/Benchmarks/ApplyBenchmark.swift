@@ -1,8 +1,12 @@
-import Foundation
+import FoundationEssentials
 import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// apply as users run it: the `returnpath apply -f FILE` process in the node's namespace (as on a real node: no
 /// --netns), next to the obvious alternative from files, `ip -batch FILE` then `nft -f FILE`, as processes, in the
@@ -46,7 +50,7 @@ public struct ApplyBenchmark: Sendable {
                          "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", "",
                          "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
             for r in rows {
-                lines.append(String(format: "%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
+                lines.append(format("%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
                                     r.services, r.cold, r.baseline, r.cold / r.baseline, r.noop, r.oneMore))
             }
             return lines.joined(separator: "\n")
@@ -57,8 +61,7 @@ public struct ApplyBenchmark: Sendable {
                 ["services": r.services, "cold_apply_s": r.cold, "ip_batch_nft_s": r.baseline, "cold_ratio": r.cold / r.baseline,
                  "noop_apply_s": r.noop, "one_service_added_s": r.oneMore]
             }]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return JSONText.serialize(object)
         }
     }
 

@@ -3,12 +3,22 @@ import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Seconds `body` took (monotonic clock).
 public func time<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try body()
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Sleeps `seconds` (nanosleep; a signal's interruption is slept out).
+func pause(seconds: Double) {
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    var remaining = timespec()
+    while case .failure(.interrupted) = syscall(retryOnInterrupt: false, { nanosleep(&request, &remaining) }) { request = remaining }
 }
 
 /// Why a benchmark stopped. Each case keeps the error of the layer that failed; the description is that error's
