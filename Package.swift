@@ -93,7 +93,7 @@ let package = Package(
         // Benchmarks: the engines behind `returnpath bench …` (each measured against the obvious alternative).
         .target(
             name: "Benchmarks",
-            dependencies: ["Handle", "Netlink", "Namespace", "Lab", "ReturnRouting", "TextFormat"]
+            dependencies: ["CLinux", "Handle", "Netlink", "Namespace", "Lab", "ReturnRouting", "TextFormat"]
         ),
         // The agent: keeps a namespace equal to the policy (events, debounced reconciles, periodic resync, policy
         // file watch), with metrics and health endpoints.

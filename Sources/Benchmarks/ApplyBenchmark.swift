@@ -43,12 +43,14 @@ public struct ApplyBenchmark: Sendable {
         public var prefixes = false
         public var rounds: Int
         public var rows: [Row]
+        /// The binary's size, libraries and process start, measured first.
+        public var start: StartCost
 
         public var table: String {
             let what = prefixes ? "prefixes" : "services", one = prefixes ? "one prefix added" : "one service added"
             var lines = ["returnpath bench apply: \(strategy.rawValue)\(prefixes ? " (services as /30 prefixes)" : ""), `returnpath apply -f FILE` as a process in the node's namespace vs",
-                         "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", "",
-                         "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
+                         "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", ""]
+            lines += start.lines + ["", "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
             for r in rows {
                 lines.append(format("%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
                                     r.services, r.cold, r.baseline, r.cold / r.baseline, r.noop, r.oneMore))
@@ -57,15 +59,17 @@ public struct ApplyBenchmark: Sendable {
         }
 
         public var json: String {
-            let object: [String: Any] = ["strategy": strategy.rawValue, "prefixes": prefixes, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
+            var object: [String: Any] = ["strategy": strategy.rawValue, "prefixes": prefixes, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
                 ["services": r.services, "cold_apply_s": r.cold, "ip_batch_nft_s": r.baseline, "cold_ratio": r.cold / r.baseline,
                  "noop_apply_s": r.noop, "one_service_added_s": r.oneMore]
             }]
+            for (key, value) in start.json { object[key] = value }
             return JSONText.serialize(object)
         }
     }
 
     public func run() throws(BenchmarkError) -> Result {
+        let start = try StartCost.measure(executable, runs: max(21, rounds * 10))
         let scratch = ScratchNamespaces(tag: "ba")
         defer { scratch.removeAll() }
         let manager = self.manager
@@ -79,7 +83,7 @@ public struct ApplyBenchmark: Sendable {
             defer { try? FileManager.default.removeItem(at: directory) }
             var rows: [Row] = []
             for count in services { rows.append(try measure(count, node: node, directory: directory)) }
-            return Result(strategy: strategy, prefixes: prefixes, rounds: rounds, rows: rows)
+            return Result(strategy: strategy, prefixes: prefixes, rounds: rounds, rows: rows, start: start)
         }
     }
 

@@ -46,6 +46,9 @@ int clinux_pidfd_open(pid_t pid);
 /// The calling thread's name (prctl PR_SET_NAME: at most 15 bytes are kept), as top and perf show it.
 int clinux_set_thread_name(const char *name);
 #include <sys/socket.h>
+/// dl_iterate_phdr(3): calls `each` with the name (the path it was loaded from; "" for the executable) of every
+/// object the dynamic loader has loaded into this process.
+void clinux_loaded_objects(void (*each)(const char *name, void *context), void *context);
 /// accept4(2) (GNU): the accepted socket gets `flags` (SOCK_NONBLOCK, SOCK_CLOEXEC) atomically.
 int clinux_accept4(int fd, int flags);
 #include <spawn.h>
