@@ -14,11 +14,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // Kernel headers and the few libc calls Swift's Glibc module does not expose.
         .target(name: "CLinux"),
+        // What the commands print, without Foundation (whose String(format:), padding and JSONSerialization linked
+        // all of Foundation and ICU into the binary): printf-style numbers, columns, JSON text, standard error.
+        .target(name: "TextFormat", dependencies: ["Namespace"]),
         // Network namespaces (ip-netns compatible), the namespace thread, sysctls, the one errno path (syscall),
         // spawning and supervising processes.
         .target(
@@ -57,7 +59,7 @@ let package = Package(
         .target(
             name: "Lab",
             dependencies: [
-                "CLinux", "Handle", "Netlink", "Namespace", "YAMLFile",
+                "CLinux", "Handle", "Netlink", "Namespace", "TextFormat", "YAMLFile",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             resources: [
@@ -73,7 +75,7 @@ let package = Package(
         .target(
             name: "Probe",
             dependencies: [
-                "CPcap", "CLinux", "Netlink", "Namespace",
+                "CPcap", "CLinux", "Netlink", "Namespace", "TextFormat",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -83,7 +85,7 @@ let package = Package(
         .target(
             name: "ReturnRouting",
             dependencies: [
-                "Handle", "Netlink", "Namespace", "YAMLFile",
+                "Handle", "Netlink", "Namespace", "TextFormat", "YAMLFile",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -92,19 +94,18 @@ let package = Package(
         // Benchmarks: the engines behind `returnpath bench …` (each measured against the obvious alternative).
         .target(
             name: "Benchmarks",
-            dependencies: ["Handle", "Netlink", "Namespace", "Lab", "ReturnRouting"]
+            dependencies: ["CLinux", "Handle", "Netlink", "Namespace", "Lab", "ReturnRouting", "TextFormat"]
         ),
         // The agent: keeps a namespace equal to the policy (events, debounced reconciles, periodic resync, policy
         // file watch), with metrics and health endpoints.
         .target(
             name: "Agent",
             dependencies: [
-                "CLinux", "Netlink", "Namespace", "ReturnRouting",
+                "CLinux", "Netlink", "Namespace", "ReturnRouting", "TextFormat", "YAMLFile",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -113,7 +114,7 @@ let package = Package(
         .target(
             name: "Doctor",
             dependencies: [
-                "CLinux", "Handle", "Netlink", "Namespace", "ReturnRouting",
+                "CLinux", "Handle", "Netlink", "Namespace", "ReturnRouting", "TextFormat", "YAMLFile",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -121,12 +122,13 @@ let package = Package(
             name: "returnpath",
             dependencies: [
                 "Agent", "CLinux", "Netlink", "Namespace", "Lab", "LabPolicy", "Probe", "ReturnRouting", "Benchmarks", "Doctor",
+                "TextFormat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"]),
-        .testTarget(name: "FeatureTests", dependencies: ["Agent", "Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "YAMLFile", "Doctor"]),
+        .testTarget(name: "FeatureTests", dependencies: ["Agent", "Lab", "LabPolicy", "Netlink", "Probe", "ReturnRouting", "TextFormat", "YAMLFile", "Doctor"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -1,8 +1,8 @@
 # Sourced by scripts/demo and scripts/test: installs the Debian packages returnpath needs, when missing.
 # iproute2 (the test oracle and ip -batch baseline), nftables and libnftables-dev (apply: mark/ingress),
-# libpcap-dev and tcpdump (probe), libyaml-dev (the YAML reader), libcurl4 (Foundation's networking, which the agent's HTTP library links), tshark (the pcapng test oracle), iptables (iptables-nft rules doctor reads), netcat-openbsd (what users run in labs), socat (the lab benchmark's baseline), as root or through sudo.
+# libpcap-dev and tcpdump (probe), libyaml-dev (the YAML reader), tshark (the pcapng test oracle), iptables (iptables-nft rules doctor reads), netcat-openbsd (what users run in labs), socat (the lab benchmark's baseline), as root or through sudo.
 ensure_packages() {
-    local wanted=(iproute2 nftables libnftables-dev libpcap-dev libyaml-dev libcurl4 tcpdump tshark iptables netcat-openbsd socat)
+    local wanted=(iproute2 nftables libnftables-dev libpcap-dev libyaml-dev tcpdump tshark iptables netcat-openbsd socat)
     local missing=()
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

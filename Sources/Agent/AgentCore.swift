@@ -1,12 +1,12 @@
 import CLinux
 import Dispatch
-import Foundation
 import Logging
 import Namespace
 import Netlink
 import ReturnRouting
 import Synchronization
 import SystemPackage
+import YAMLFile
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -99,9 +99,7 @@ public final class AgentCore: @unchecked Sendable {
         self.metrics = metrics
         if let path = configuration.policyPath {
             let text: String
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw .policy("\(path): cannot be read: \(error.localizedDescription)")
-            }
+            do { text = try YAMLReader.read(path) } catch { throw .policy(error.description) }
             let parsed: PolicyDocument
             do { parsed = try PolicyFile.parseDocument(text, file: path) } catch { throw .policy(error.description) }
             document = parsed
@@ -177,19 +175,21 @@ public final class AgentCore: @unchecked Sendable {
     // MARK: the loop
 
     /// Starts the loop on its own thread; `done` runs on that thread when it has ended (after --remove-on-exit).
-    public func startLoop(done: @escaping @Sendable () -> Void) {
+    public func startLoop(done: @escaping @Sendable () -> Void) throws(AgentError) {
         finished.withLock { $0 = done }
         health.loop(running: true)
-        let thread = Thread { [self] in
-            runLoop()
-            finish()
+        do {
+            try startThread(name: "rp-agent", stackSize: 8 << 20) { [self] in
+                runLoop()
+                finish()
+                health.loop(running: false)
+                let done = finished.withLock { $0 }
+                done?()
+            }
+        } catch {
             health.loop(running: false)
-            let done = finished.withLock { $0 }
-            done?()
+            throw .system("start the event loop's thread (pthread_create)", error)
         }
-        thread.name = "returnpath-agent"
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -1,6 +1,7 @@
 import CLinux
 import Dispatch
-import Foundation
+import FoundationEssentials
+import TextFormat
 import Logging
 import Namespace
 import Netlink
@@ -67,7 +68,7 @@ extension AgentCore {
             if changed {
                 var metadata: Logger.Metadata = [
                     "trigger": "\(trigger.rawValue)", "added": "\(report.added)", "removed": "\(report.removed)",
-                    "unchanged": "\(report.unchanged)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+                    "unchanged": "\(report.unchanged)", "duration_ms": "\(format("%.1f", seconds * 1000))",
                     "changes": "\(Self.summary(report))",
                 ]
                 if !repairs.isEmpty {
@@ -76,7 +77,7 @@ extension AgentCore {
                 logger.notice("reconciled", metadata: metadata)
             } else {
                 logger.debug("reconciled, nothing to change", metadata: [
-                    "trigger": "\(trigger.rawValue)", "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+                    "trigger": "\(trigger.rawValue)", "duration_ms": "\(format("%.1f", seconds * 1000))",
                 ])
             }
         case .failure(let error):
@@ -90,7 +91,7 @@ extension AgentCore {
             health.failed(error.description)
             logger.error("reconcile failed: \(error.description); nothing of it was deleted", metadata: [
                 "trigger": "\(trigger.rawValue)", "reason": "\(reason)",
-                "duration_ms": "\(String(format: "%.1f", seconds * 1000))",
+                "duration_ms": "\(format("%.1f", seconds * 1000))",
             ])
             // Our own sockets may be new (the first apply failed half-way): keep ignoring our own events.
             classifier.ownPorts = OwnSockets.portIDs(in: configuration.namespace)

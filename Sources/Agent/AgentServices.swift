@@ -1,8 +1,10 @@
-import FlyingFox
-import Foundation
 import Logging
+import Netlink
 import ServiceLifecycle
 import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a started agent until SIGTERM or SIGINT (swift-service-lifecycle's graceful shutdown), with SIGHUP as
 /// reload and, when `metricsAddress` is given, the HTTP endpoints.
@@ -30,9 +32,9 @@ struct LoopService: Service {
     let core: AgentCore
 
     func run() async throws {
-        await withTaskCancellationOrGracefulShutdownHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                core.startLoop { continuation.resume() }
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                do { try core.startLoop { continuation.resume() } } catch { continuation.resume(throwing: error) }
             }
         } onCancelOrGracefulShutdown: {
             core.requestStop()
@@ -82,63 +84,49 @@ public struct MetricsAddress: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// /metrics (Prometheus text), /healthz (the event loop is alive), /readyz (the first apply succeeded and the last
-/// reconcile did not fail), on FlyingFox. It listens in the agent's own namespace (the node's, with hostNetwork).
+/// reconcile did not fail), on the agent's own HTTP responder (a thread with poll(2)). It listens in the agent's
+/// own namespace (the node's, with hostNetwork).
 struct HTTPService: Service {
     let core: AgentCore
     let address: MetricsAddress
     let logger: Logger
 
     func run() async throws {
-        let server: HTTPServer
-        do {
-            if address.isIPv6 {
-                server = HTTPServer(address: try .inet6(ip6: address.host, port: address.port), timeout: 5, logger: .disabled)
-            } else {
-                server = HTTPServer(address: try .inet(ip4: address.host, port: address.port), timeout: 5, logger: .disabled)
+        guard let ip = IPAddress(address.host) else { throw AgentError.metrics("\(address): not a numeric address") }
+        let responder = try HTTPResponder(address: ip, port: address.port, handler: AgentEndpoints.handler(core.metrics, core.health))
+        logger.notice("metrics on \(responder.url)/metrics", metadata: ["port": "\(responder.port)"])
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                do { try responder.start { continuation.resume() } } catch { continuation.resume(throwing: error) }
             }
-        } catch {
-            throw AgentError.metrics("\(address): \(error)")
+        } onCancelOrGracefulShutdown: {
+            responder.stop()
         }
-        let metrics = core.metrics, health = core.health
-        await server.appendRoute("GET /metrics") { _ in
-            HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                         body: Data(metrics.render().utf8))
-        }
-        await server.appendRoute("GET /healthz") { _ in
-            let (ok, reason) = health.alive
-            return HTTPResponse(statusCode: ok ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                                body: Data((reason + "\n").utf8))
-        }
-        await server.appendRoute("GET /readyz") { _ in
-            let (ok, reason) = health.ready
-            return HTTPResponse(statusCode: ok ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                                body: Data((reason + "\n").utf8))
-        }
-        let logger = self.logger, address = self.address
-        let announce = Task {
-            do {
-                try await server.waitUntilListening(timeout: 5)
-                if case .ip4(let host, let port)? = await server.listeningAddress {
-                    logger.notice("metrics on http://\(host):\(port)/metrics", metadata: ["port": "\(port)"])
-                } else if case .ip6(let host, let port)? = await server.listeningAddress {
-                    logger.notice("metrics on http://[\(host)]:\(port)/metrics", metadata: ["port": "\(port)"])
-                }
-            } catch is CancellationError {
-                return   // stopping, or the server failed (and says why)
-            } catch {
-                logger.error("metrics endpoint \(address) is not listening: \(error)")
+    }
+}
+
+/// What the endpoints answer.
+public enum AgentEndpoints {
+    public static let prometheusText = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// GET (and HEAD) of the three paths; another method on them 405, any other path 404.
+    public static func handler(_ metrics: AgentMetrics, _ health: AgentHealth) -> HTTPResponder.Handler {
+        { request in
+            let answer: () -> HTTPResponse
+            switch request.path {
+            case "/metrics": answer = { HTTPResponse(status: 200, contentType: prometheusText, body: metrics.render()) }
+            case "/healthz": answer = { plain(health.alive) }
+            case "/readyz": answer = { plain(health.ready) }
+            default: return HTTPResponse(status: 404, body: "not found: \(request.path) (the agent serves /metrics, /healthz and /readyz)\n")
             }
-        }
-        defer { announce.cancel() }
-        try await withGracefulShutdownHandler {
-            do {
-                try await server.run()
-            } catch {
-                if Task.isCancelled || Task.isShuttingDownGracefully { return }
-                throw AgentError.metrics("\(address): \(error)")
+            guard request.method == "GET" || request.method == "HEAD" else {
+                return HTTPResponse(status: 405, body: "\(request.method) is not allowed on \(request.path): GET or HEAD\n", allow: "GET, HEAD")
             }
-        } onGracefulShutdown: {
-            Task { await server.stop(timeout: 0) }
+            return answer()
         }
+    }
+
+    static func plain(_ state: (ok: Bool, reason: String)) -> HTTPResponse {
+        HTTPResponse(status: state.ok ? 200 : 503, contentType: "text/plain", body: state.reason + "\n")
     }
 }

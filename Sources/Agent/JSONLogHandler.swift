@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Logging
+import TextFormat
 
 /// One JSON object per line on standard error (`--log-format json`): `time` (RFC 3339, UTC, milliseconds),
 /// `level`, `logger`, `message`, then the metadata as strings (keys sorted), for log collectors.
@@ -16,7 +17,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public static let standardError: @Sendable (String) -> Void = { line in
-        FileHandle.standardError.write(Data(line.utf8))
+        printError(line)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -38,32 +39,17 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) where !["time", "level", "logger", "message"].contains(key) {
             fields.append((key, "\(value)"))
         }
-        return "{" + fields.map { "\(quote($0.0)):\(quote($0.1))" }.joined(separator: ",") + "}\n"
+        var out = "{"
+        for (i, (key, value)) in fields.enumerated() {
+            if i > 0 { out += "," }
+            JSONText.quote(key, into: &out)
+            out += ":"
+            JSONText.quote(value, into: &out)
+        }
+        return out + "}\n"
     }
 
     static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
-    }
-
-    /// A JSON string literal (RFC 8259 escapes).
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))   // UTC, "…T07:04:13.123Z"
     }
 }

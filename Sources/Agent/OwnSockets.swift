@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Namespace
 #if canImport(Glibc)
 import Glibc

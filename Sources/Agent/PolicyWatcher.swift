@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import Namespace
 import SystemPackage
+import YAMLFile
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,10 +64,10 @@ final class PolicyWatcher {
 
     /// The file's text now (following symlinks), or why it cannot be read.
     func contents() -> Result<String, AgentError> {
-        do {
-            return .success(try String(contentsOfFile: path, encoding: .utf8))
+        do throws(FileError) {
+            return .success(try YAMLReader.read(path))
         } catch {
-            return .failure(.policy("\(path): cannot be read: \(error.localizedDescription)"))
+            return .failure(.policy(error.description))
         }
     }
 }

@@ -1,5 +1,5 @@
 import CLinux
-import Foundation
+import Dispatch
 import Namespace
 import Netlink
 import Synchronization
@@ -58,9 +58,11 @@ public final class RouterProber: @unchecked Sendable {
         _ = try syscall { clinux_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) }.get { AgentError.system("pipe2", $0) }
         wakeRead = fds[0]
         wakeWrite = fds[1]
-        let thread = Thread { [self] in run() }
-        thread.name = "rp-prober"
-        thread.start()
+        do { try startThread(name: "rp-prober") { [self] in run() } } catch {
+            close(fds[0])
+            close(fds[1])
+            throw .system("start the router prober's thread (pthread_create)", error)
+        }
     }
 
     deinit {

@@ -1,9 +1,11 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Handle
 import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+import TextFormat
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,7 +77,7 @@ public struct AgentBenchmark: Sendable {
                                          log: "\(directory)/agent-\(count).log", scratch: scratch, executable: executable)
             let events = try EventSocket(namespace: node)
             // Let the first apply's own events pass.
-            Thread.sleep(forTimeInterval: 0.2)
+            pause(seconds: 0.2)
             _ = Self.collect(events, for: 0)
 
             for _ in 0..<flaps {
@@ -121,9 +123,9 @@ public struct AgentBenchmark: Sendable {
             }
             (row.rssKiB, row.peakKiB) = agent.memory()
             if count == services.max(), idleSeconds > 0 {
-                Thread.sleep(forTimeInterval: 1)
+                pause(seconds: 1)
                 let before = agent.cpuSeconds()
-                Thread.sleep(forTimeInterval: idleSeconds)
+                pause(seconds: idleSeconds)
                 row.idleCPU = (agent.cpuSeconds() - before) / idleSeconds * 100
             }
             row.stopSeconds = agent.stop()
@@ -149,12 +151,11 @@ public struct AgentBenchmark: Sendable {
                                   "settled_s": flood.settled, "settled_after_batch_s": flood.settled - flood.batch,
                                   "reconciles": flood.reconciles],
             ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            print(JSONText.serialize(object))
         } else {
-            print(String(format: "servicesFrom: one address added to lo → in its set: p50 %.1f ms, p99 %.1f ms (%d times)",
+            print(format("servicesFrom: one address added to lo → in its set: p50 %.1f ms, p99 %.1f ms (%d times)",
                          Self.percentile(flood.single, 0.5) * 1000, Self.percentile(flood.single, 0.99) * 1000, flood.single.count))
-            print(String(format: "%d addresses added to lo in one ip -batch (the batch took %.2f s): all in the set %.3f s after the batch ended (%.2f s after it began), in %d reconciles",
+            print(format("%d addresses added to lo in one ip -batch (the batch took %.2f s): all in the set %.3f s after the batch ended (%.2f s after it began), in %d reconciles",
                          self.flood, flood.batch, flood.settled - flood.batch, flood.settled, flood.reconciles))
         }
     }
@@ -170,7 +171,7 @@ public struct AgentBenchmark: Sendable {
         let socket = try NetlinkSocket(namespace: node)
         let netfilter = try NetlinkSocket(namespace: node, family: NetlinkSocket.netfilter)
         let events = try EventSocket(namespace: node)
-        Thread.sleep(forTimeInterval: 0.2)
+        pause(seconds: 0.2)
         _ = Self.collect(events, for: 0)
         var single: [Double] = []
         for i in 0..<20 {
@@ -199,7 +200,7 @@ public struct AgentBenchmark: Sendable {
             if count == flood + 1 { settled = Self.now() - start; break }
             usleep(5000)
         }
-        Thread.sleep(forTimeInterval: 0.3)   // a reconcile that was already due still counts
+        pause(seconds: 0.3)   // a reconcile that was already due still counts
         let after = port.map { Self.reconciles(port: $0) } ?? 0
         return (single, batchSeconds, settled, after - before)
     }
@@ -261,87 +262,16 @@ public struct AgentBenchmark: Sendable {
 
     static func printRow(_ row: Row, idleSeconds: Double, _ print: (String) -> Void) {
         func ms(_ values: [Double]) -> String {
-            String(format: "p50 %6.1f ms  p99 %6.1f ms", percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000)
+            format("p50 %6.1f ms  p99 %6.1f ms", percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000)
         }
         print("services \(row.services) (mark):")
         print("  link up → owned routes back (\(row.flap.count) flaps)   \(ms(row.flap))")
         print("  owned rule deleted → back (\(row.rule.count))             \(ms(row.rule))")
         print("  owned route deleted → back (\(row.route.count))            \(ms(row.route))")
         print("  nft table flushed → rules back (\(row.nft.count))          \(ms(row.nft))")
-        print("  agent RSS \(row.rssKiB / 1024) MiB (peak \(row.peakKiB / 1024) MiB); SIGTERM → exit \(String(format: "%.3f", row.stopSeconds)) s")
+        print("  agent RSS \(row.rssKiB / 1024) MiB (peak \(row.peakKiB / 1024) MiB); SIGTERM → exit \(format("%.3f", row.stopSeconds)) s")
         if let cpu = row.idleCPU {
-            print(String(format: "  idle for %.0f s: %.3f %% of one core", idleSeconds, cpu))
+            print(format("  idle for %.0f s: %.3f %% of one core", idleSeconds, cpu))
         }
-    }
-}
-
-/// An agent started by the benchmark (this binary), its log in a file; stopped with SIGTERM, and by the scratch
-/// cleanup if the benchmark is interrupted.
-final class BenchedAgent: @unchecked Sendable {
-    let process = Process()
-    let log: String
-
-    init(_ arguments: [String], log: String, scratch: ScratchNamespaces, executable: String) throws {
-        self.log = log
-        FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["agent"] + arguments
-        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardError = FileHandle(forWritingAtPath: log)
-        try process.run()
-        let pid = process.processIdentifier
-        scratch.onCleanup { kill(pid, SIGKILL) }
-        let deadline = Date().addingTimeInterval(60)
-        while !text.contains("watching") {
-            guard process.isRunning, Date() < deadline else {
-                _ = stop()
-                throw BenchmarkError.failed("the agent did not start: \(text)")
-            }
-            usleep(10_000)
-        }
-    }
-
-    var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
-    func metricsPort() -> Int? {
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if let range = text.range(of: "metrics on http://127.0.0.1:") {
-                return Int(text[range.upperBound...].prefix(while: \.isNumber))
-            }
-            usleep(10_000)
-        }
-        return nil
-    }
-
-    /// VmRSS and VmHWM in KiB.
-    func memory() -> (Int, Int) {
-        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-        func field(_ name: String) -> Int {
-            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
-            return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0
-        }
-        return (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    /// utime + stime of the agent, in seconds.
-    func cpuSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3, utime 14, stime 15 → indices 11, 12 here.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    /// SIGTERM, then the seconds until it exited (SIGKILL after 5 s).
-    func stop() -> Double {
-        guard process.isRunning else { return 0 }
-        let start = Date()
-        kill(process.processIdentifier, SIGTERM)
-        while process.isRunning && Date().timeIntervalSince(start) < 5 { usleep(1000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return Date().timeIntervalSince(start)
     }
 }

@@ -1,8 +1,12 @@
-import Foundation
+import FoundationEssentials
 import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// apply as users run it: the `returnpath apply -f FILE` process in the node's namespace (as on a real node: no
 /// --netns), next to the obvious alternative from files, `ip -batch FILE` then `nft -f FILE`, as processes, in the
@@ -39,30 +43,33 @@ public struct ApplyBenchmark: Sendable {
         public var prefixes = false
         public var rounds: Int
         public var rows: [Row]
+        /// The binary's size, libraries and process start, measured first.
+        public var start: StartCost
 
         public var table: String {
             let what = prefixes ? "prefixes" : "services", one = prefixes ? "one prefix added" : "one service added"
             var lines = ["returnpath bench apply: \(strategy.rawValue)\(prefixes ? " (services as /30 prefixes)" : ""), `returnpath apply -f FILE` as a process in the node's namespace vs",
-                         "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", "",
-                         "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
+                         "`ip -batch FILE` + `nft -f FILE` (same objects) as processes; median of \(rounds)", ""]
+            lines += start.lines + ["", "\(what)   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   \(one)"]
             for r in rows {
-                lines.append(String(format: "%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
+                lines.append(format("%8d   %8.3f s   %12.3f s      %6.2f×      %7.3f s   %9.3f s",
                                     r.services, r.cold, r.baseline, r.cold / r.baseline, r.noop, r.oneMore))
             }
             return lines.joined(separator: "\n")
         }
 
         public var json: String {
-            let object: [String: Any] = ["strategy": strategy.rawValue, "prefixes": prefixes, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
+            var object: [String: Any] = ["strategy": strategy.rawValue, "prefixes": prefixes, "rounds": rounds, "runs": rows.map { r -> [String: Any] in
                 ["services": r.services, "cold_apply_s": r.cold, "ip_batch_nft_s": r.baseline, "cold_ratio": r.cold / r.baseline,
                  "noop_apply_s": r.noop, "one_service_added_s": r.oneMore]
             }]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            for (key, value) in start.json { object[key] = value }
+            return JSONText.serialize(object)
         }
     }
 
     public func run() throws(BenchmarkError) -> Result {
+        let start = try StartCost.measure(executable, runs: max(21, rounds * 10))
         let scratch = ScratchNamespaces(tag: "ba")
         defer { scratch.removeAll() }
         let manager = self.manager
@@ -76,7 +83,7 @@ public struct ApplyBenchmark: Sendable {
             defer { try? FileManager.default.removeItem(at: directory) }
             var rows: [Row] = []
             for count in services { rows.append(try measure(count, node: node, directory: directory)) }
-            return Result(strategy: strategy, prefixes: prefixes, rounds: rounds, rows: rows)
+            return Result(strategy: strategy, prefixes: prefixes, rounds: rounds, rows: rows, start: start)
         }
     }
 

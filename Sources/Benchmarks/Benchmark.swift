@@ -3,6 +3,9 @@ import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Seconds `body` took (monotonic clock).
 public func time<E: Error>(_ body: () throws(E) -> Void) throws(E) -> Double {
@@ -16,6 +19,13 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
     guard !values.isEmpty else { return .nan }
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+/// Sleeps `seconds` (nanosleep; a signal's interruption is slept out).
+func pause(seconds: Double) {
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    var remaining = timespec()
+    while case .failure(.interrupted) = syscall(retryOnInterrupt: false, { nanosleep(&request, &remaining) }) { request = remaining }
 }
 
 /// Why a benchmark stopped. Each case keeps the error of the layer that failed; the description is that error's

@@ -1,10 +1,11 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Handle
 import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+import TextFormat
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,9 +29,8 @@ public struct ClusterBenchmark {
 
         public var table: String {
             func row(_ name: String, _ values: [Double]) -> String {
-                String(format: "%-56@ p50 %6.0f ms  p99 %6.0f ms  max %6.0f ms  (%d trials)", name as NSString,
-                       AgentBenchmark.percentile(values, 0.5) * 1000, AgentBenchmark.percentile(values, 0.99) * 1000,
-                       (values.max() ?? 0) * 1000, values.count)
+                name.padded(to: 56) + format(" p50 %6.0f ms  p99 %6.0f ms  max %6.0f ms  (%d trials)",
+                       percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000, (values.max() ?? 0) * 1000, values.count)
             }
             return [row("a ToR stops → every rack node's replies avoid it", failover),
                     row("the ToR answers again → every rack node uses it again", recovery),
@@ -39,9 +39,8 @@ public struct ClusterBenchmark {
 
         public var json: String {
             func stats(_ values: [Double]) -> String {
-                String(format: "{\"p50_ms\": %.1f, \"p99_ms\": %.1f, \"max_ms\": %.1f, \"trials\": %d}",
-                       AgentBenchmark.percentile(values, 0.5) * 1000, AgentBenchmark.percentile(values, 0.99) * 1000,
-                       (values.max() ?? 0) * 1000, values.count)
+                format("{\"p50_ms\": %.1f, \"p99_ms\": %.1f, \"max_ms\": %.1f, \"trials\": %d}",
+                       percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000, (values.max() ?? 0) * 1000, values.count)
             }
             return "{\"failover\": \(stats(failover)), \"recovery\": \(stats(recovery)), \"configmap_swap\": \(stats(swap))}"
         }
@@ -61,7 +60,7 @@ public struct ClusterBenchmark {
         try? FileManager.default.removeItem(atPath: dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let without = BuiltinTopology.clusterPolicy
-        let with = without.replacingOccurrences(of: "192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
+        let with = without.replacing("192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
         try Self.version(dir, 0, without)
         do { try FileManager.default.createSymbolicLink(atPath: "\(dir)/policy.yaml", withDestinationPath: "..data/policy.yaml") } catch {
             throw .failed("link \(dir)/policy.yaml: \(error)")

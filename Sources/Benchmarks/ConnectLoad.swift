@@ -1,6 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Namespace
 import Netlink
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The load generator of `bench datapath` (`bench connect`, run inside the client's namespace): keeps
 /// `concurrency` connections in flight for `seconds` and counts the ones that completed (the server closes each at

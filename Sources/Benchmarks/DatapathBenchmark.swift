@@ -1,8 +1,12 @@
-import Foundation
+import FoundationEssentials
 import Lab
 import Namespace
 import Netlink
 import ReturnRouting
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `bench datapath`: for N services and each strategy, the rate of new TCP connections from a client through the
 /// router to the node's last service, beside the same lab with no policy and no asymmetry; plus cold apply time
@@ -66,24 +70,23 @@ public struct DatapathBenchmark: Sendable {
                 },
             ]
             if let baseline6 { object["no_policy_rate_ipv6"] = baseline6 }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return JSONText.serialize(object)
         }
 
         public var table: String {
             var lines = [
                 "returnpath bench datapath: \(services) services, client1 → router → node's last service, best of \(rounds) × \(seconds) s per rate",
-                String(format: "no policy (symmetric by routing, measured before each strategy): best %.0f connections/s", baseline),
+                format("no policy (symmetric by routing, measured before each strategy): best %.0f connections/s", baseline),
             ]
             if let baseline6 {
-                lines.append(String(format: "no policy over IPv6 (measured before mark-ipv6): best %.0f connections/s", baseline6))
+                lines.append(format("no policy over IPv6 (measured before mark-ipv6): best %.0f connections/s", baseline6))
             }
             lines += [
                 "",
                 "strategy        conn/s   vs none   cold apply   ip -batch+nft -f   ours/theirs   no-op apply   one service",
             ]
             for r in rows {
-                lines.append(r.strategy.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: " %7.0f   %6.2f×   %8.3f s   %12.3f s      %6.2f×    %8.3f s   %8.3f s",
+                lines.append(r.strategy.padded(to: 14) + format(" %7.0f   %6.2f×   %8.3f s   %12.3f s      %6.2f×    %8.3f s   %8.3f s",
                              r.rate, r.rate / r.baseline, r.coldApply ?? 0, r.coldBaseline ?? 0,
                              (r.coldApply ?? 0) / max(r.coldBaseline ?? 1, 1e-9), r.noop ?? 0, r.change ?? 0))
             }

@@ -1,6 +1,9 @@
-import Foundation
 import Lab
 import Namespace
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `bench lab`: the seed lab up (services answering) and down with returnpath and with an iproute2 + socat shell
 /// script, in the same run; then generated labs of growing size, to show the cost per host.
@@ -29,13 +32,13 @@ public struct LabBenchmark: Sendable {
                 "returnpath bench lab: seed lab, best of \(rounds) rounds (up = every service answering)",
                 "",
                 "             returnpath   shell script   ours/script",
-                String(format: "seed up      %8.3f s   %9.3f s      %5.2f×", oursUp, shellUp, oursUp / shellUp),
-                String(format: "seed down    %8.3f s   %9.3f s      %5.2f×", oursDown, shellDown, oursDown / shellDown),
+                format("seed up      %8.3f s   %9.3f s      %5.2f×", oursUp, shellUp, oursUp / shellUp),
+                format("seed down    %8.3f s   %9.3f s      %5.2f×", oursDown, shellDown, oursDown / shellDown),
                 "",
                 "generated labs (a router and N-1 hosts, one veth each, a default route each):",
             ]
             for entry in scale {
-                lines.append(String(format: "  %4d hosts   up %6.3f s (%5.2f ms/host)   down %6.3f s", entry.hosts, entry.up,
+                lines.append(format("  %4d hosts   up %6.3f s (%5.2f ms/host)   down %6.3f s", entry.hosts, entry.up,
                                     entry.up * 1000 / Double(entry.hosts), entry.down))
             }
             return lines.joined(separator: "\n")
@@ -47,8 +50,7 @@ public struct LabBenchmark: Sendable {
                 "seed_up_ratio": oursUp / shellUp, "rounds": rounds,
             ]
             object["generated"] = scale.map { ["hosts": $0.hosts, "up_s": $0.up, "down_s": $0.down] }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return JSONText.serialize(object)
         }
     }
 

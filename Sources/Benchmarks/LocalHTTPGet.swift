@@ -33,7 +33,7 @@ public func localHTTPGet(port: Int, _ path: String, in namespace: NetworkNamespa
         data += buffer[0..<n]
     }
     let text = String(decoding: data, as: UTF8.self)
-    guard let head = text.range(of: "\r\n\r\n") else { throw .failed("no HTTP response from 127.0.0.1:\(port): \(text)") }
+    guard let head = text.firstRange(of: "\r\n\r\n") else { throw .failed("no HTTP response from 127.0.0.1:\(port): \(text)") }
     let statusLine = text[..<head.lowerBound].split(separator: "\r\n").first ?? ""
     let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
     return (status, String(text[head.upperBound...]))

@@ -1,6 +1,10 @@
-import Foundation
+import FoundationEssentials
 import Namespace
 import Netlink
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `bench netlink`: programs N rules and N routes with our rtnetlink layer and with `ip -batch`, each in a fresh
 /// throwaway namespace, dumps them, and reports times and the ratio ours / ip -batch.
@@ -35,8 +39,8 @@ public struct NetlinkBenchmark: Sendable {
         public var perProcessRule: Double?
 
         public var table: String {
-            func s(_ t: Double) -> String { String(format: "%8.3f s", t) }
-            func ratio(_ a: Double, _ b: Double) -> String { String(format: "%5.2f×", a / b) }
+            func s(_ t: Double) -> String { format("%8.3f s", t) }
+            func ratio(_ a: Double, _ b: Double) -> String { format("%5.2f×", a / b) }
             var lines = [
                 "returnpath bench netlink: \(count) rules and \(count) routes, fresh namespaces for each run, best of the rounds",
                 "",
@@ -48,7 +52,7 @@ public struct NetlinkBenchmark: Sendable {
             ]
             if let perProcessRule {
                 lines.append("")
-                lines.append(String(format: "one ip process per rule (%d rules): %.2f ms each, %.1f s for %d",
+                lines.append(format("one ip process per rule (%d rules): %.2f ms each, %.1f s for %d",
                                     perProcessCount, perProcessRule * 1000, perProcessRule * Double(count), count))
             }
             return lines.joined(separator: "\n")
@@ -68,7 +72,7 @@ public struct NetlinkBenchmark: Sendable {
             return best
         }
 
-        private func pad(_ n: Int) -> String { String(n).padding(toLength: 7, withPad: " ", startingAt: 0) }
+        private func pad(_ n: Int) -> String { String(n).padded(to: 7) }
 
         public var json: String {
             var object: [String: Any] = [
@@ -81,8 +85,7 @@ public struct NetlinkBenchmark: Sendable {
                 object["per_process_count"] = perProcessCount
                 object["per_process_rule_s"] = perProcessRule
             }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            return JSONText.serialize(object)
         }
     }
 

@@ -1,5 +1,5 @@
-import Foundation
 import Netlink
+import TextFormat
 
 /// `returnpath doctor` as text: what was checked against what, the table, then the findings.
 public enum DoctorText {
@@ -27,7 +27,7 @@ public enum DoctorText {
             }
             let widths = headers.indices.map { i in ([headers[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
             func line(_ cells: [String]) -> String {
-                cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined()
+                cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padded(to: widths[i] + 2) }.joined()
             }
             lines.append(line(headers))
             lines += rows.map(line)

@@ -1,5 +1,5 @@
-import Foundation
 import Netlink
+import TextFormat
 
 /// `doctor explain` as text: the packet, each nftables rule at its hook, every routing rule in order with its
 /// selectors, the table consulted, the result, the reverse-path check, and the kernel's own answer.
@@ -82,8 +82,8 @@ public enum ExplainText {
         return lookup.steps.map { step in
             let pref = String(step.rule.rule.priority ?? 0)
             let text = ruleText(step.rule)
-            let head = "  " + pref.padding(toLength: 6, withPad: " ", startingAt: 0) + " "
-                + (text.count < width ? text.padding(toLength: width, withPad: " ", startingAt: 0) : text) + "  "
+            let head = "  " + pref.padded(to: 6) + " "
+                + (text.count < width ? text.padded(to: width) : text) + "  "
             var tail: String
             switch step.outcome {
             case .notReached:

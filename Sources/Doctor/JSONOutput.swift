@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// An optional that is encoded as `null` when absent. doctor's JSON writes every key ("Absent values are `null`",
 /// docs/doctor.md), and the synthesized `Encodable` leaves a nil optional out: a property marked `@Nullable` is

@@ -1,4 +1,3 @@
-import Foundation
 
 /// A JSON value, decoded strictly: a number is never a boolean (JSONSerialization's NSNumber would make 0 and 1
 /// look like false and true).

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import TextFormat
+import YAMLFile
 
 /// systemd-networkd on the host: whether it runs, and whether it deletes routing rules it did not create
 /// (`ManageForeignRoutingPolicyRules=`, default yes, systemd ≥ 248; systemd #19106). It manages only the machine's
@@ -32,10 +34,10 @@ public struct NetworkdStatus: Sendable, Hashable {
         paths += dropIns.keys.sorted().compactMap { dropIns[$0] }
         for file in paths where files.fileExists(atPath: file) {
             let text: String
-            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+            do throws(FileError) { text = try YAMLReader.read(file) } catch {   // bounded, UTF-8, the kernel's errno
                 // Gone since the listing: nothing to read, as for networkd.
                 guard files.fileExists(atPath: file) else { continue }
-                throw .file(path: file, message: "\(error)")
+                throw .file(path: file, message: error.message)
             }
             if let value = setting(text, section: "Network", key: "ManageForeignRoutingPolicyRules") {
                 manages = !["no", "false", "0", "off"].contains(value.lowercased())
@@ -50,12 +52,12 @@ public struct NetworkdStatus: Sendable, Hashable {
         var current = ""
         var value: String?
         for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmed()
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") { current = String(line.dropFirst().dropLast()); continue }
             guard current == section, let eq = line.firstIndex(of: "=") else { continue }
-            if line[..<eq].trimmingCharacters(in: .whitespaces) == key {
-                value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            if line[..<eq].trimmed() == key {
+                value = line[line.index(after: eq)...].trimmed()
             }
         }
         return value
@@ -68,7 +70,7 @@ public struct NetworkdStatus: Sendable, Hashable {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
             // A process that exited since the listing has no comm left to read: it is not a running networkd.
             if let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
-               comm.trimmingCharacters(in: .whitespacesAndNewlines) == "systemd-network" {
+               comm.trimmed() == "systemd-network" {
                 return true
             }
         }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Netlink
 
 /// The node's nftables ruleset as `nft -j list ruleset` describes it (libnftables' JSON schema), reduced to what

@@ -1,5 +1,4 @@
 import CLinux
-import Foundation
 import Handle
 import Namespace
 import Netlink

@@ -1,4 +1,3 @@
-import Foundation
 import Namespace
 import Netlink
 
@@ -84,7 +83,7 @@ public struct LabInspection: Sendable, Codable {
                                               || ($0.family == .inet6 && $0.proto == LabManager.routeProtocol) }
                     .map { route in
                         var text = route.description
-                        if route.proto == .kernel { text = text.replacingOccurrences(of: " proto kernel", with: "") }
+                        if route.proto == .kernel { text = text.replacing(" proto kernel", with: "") }
                         return text
                     }
             } catch {

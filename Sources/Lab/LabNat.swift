@@ -1,4 +1,3 @@
-import Foundation
 import Handle
 import Namespace
 import Netlink

@@ -1,5 +1,5 @@
-import Foundation
 import Namespace
+import TextFormat
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +39,7 @@ extension LabManager {
             throw error
         }
         let answer = readAvailable(ready.read, timeoutMilliseconds: Self.servicesReadyTimeoutMilliseconds)
-        let text = String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: answer, as: UTF8.self).trimmed()
         guard text == "ready" else {
             ProcessTable.terminate(pid)
             throw LabError(lab: lab, step: "start services", host: nil,

@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Namespace
 import Netlink
 import SystemPackage
@@ -114,10 +113,17 @@ public enum ServiceServer {
             }
             self.listeners = listeners
             let stop = stopPipe.read, done = finished
-            Thread {
-                ServiceServer.serve(listeners, stopFD: stop)
-                done.signal()
-            }.start()
+            do {
+                try startThread(name: "rp-services") {
+                    ServiceServer.serve(listeners, stopFD: stop)
+                    done.signal()
+                }
+            } catch {
+                for listener in listeners { close(listener.fd) }
+                close(stopPipe.read)
+                close(stopPipe.write)
+                throw ServiceError(operation: "start serving", reason: "pthread_create: \(error)")
+            }
         }
 
         /// Stops serving and closes the listening sockets; returns once the thread is done.

@@ -1,4 +1,4 @@
-import Foundation
+import TextFormat
 
 /// Pictures of a topology: ASCII for a terminal, Graphviz dot, Mermaid.
 public enum TopologyGraph {
@@ -23,7 +23,7 @@ public enum TopologyGraph {
             let nameWidth = host.interfaces.map(\.name.count).max() ?? 2
             for interface in host.interfaces {
                 let addresses = interface.addresses.map(\.cidr).joined(separator: ", ")
-                var row = interface.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  " + addresses
+                var row = interface.name.padded(to: nameWidth) + "  " + addresses
                 if let network = interface.network { row += "  ── \(network)" }
                 rows.append(row)
             }
@@ -37,7 +37,7 @@ public enum TopologyGraph {
             let title = " \(host.name)\(host.role == .client ? " (client)" : "") "
             let width = max(rows.map(\.count).max() ?? 0, title.count + 2) + 2
             lines.append("┌─" + title + String(repeating: "─", count: width - title.count - 1) + "┐")
-            for row in rows { lines.append("│ " + row.padding(toLength: width - 1, withPad: " ", startingAt: 0) + "│") }
+            for row in rows { lines.append("│ " + row.padded(to: width - 1) + "│") }
             lines.append("└" + String(repeating: "─", count: width) + "┘")
         }
         lines.append("")
@@ -45,8 +45,8 @@ public enum TopologyGraph {
         let nameWidth = topology.networks.map(\.name.count).max() ?? 0
         for network in topology.networks {
             let members = topology.members(of: network.name).map { "\($0.host.name):\($0.interface.name)" }
-            lines.append("  " + network.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
-                         + network.subnets.map(\.cidr).joined(separator: " ").padding(toLength: 18, withPad: " ", startingAt: 0)
+            lines.append("  " + network.name.padded(to: nameWidth) + "  "
+                         + network.subnets.map(\.cidr).joined(separator: " ").padded(to: 18)
                          + members.joined(separator: members.count == 2 ? " ⟷ " : ", "))
         }
         return lines.joined(separator: "\n")
@@ -72,7 +72,7 @@ public enum TopologyGraph {
     }
 
     static func mermaid(_ topology: Topology) -> String {
-        func id(_ s: String) -> String { s.replacingOccurrences(of: "-", with: "_") }
+        func id(_ s: String) -> String { s.replacing("-", with: "_") }
         var lines = ["graph LR"]
         for host in topology.hosts {
             let services = host.services.map { "<br/>\($0.endpoint) \($0.reply)" }.joined()

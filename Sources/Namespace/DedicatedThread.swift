@@ -1,3 +1,4 @@
+import CLinux
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -39,4 +40,26 @@ private func threadMain(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawPoin
 private final class ThreadWork: @unchecked Sendable {
     let run: () -> Void
     init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// A long-lived thread of our own (the agent's event loop, its HTTP responder, the lab's service server): a
+/// pthread with `name` (at most 15 bytes, as the kernel keeps it) and `stackSize` bytes of stack, running `body`.
+/// Returns when the thread has started; the caller learns that it ended from `body` itself.
+public func startThread(name: String, stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    defer { pthread_attr_destroy(&attributes) }
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    pthread_attr_setstacksize(&attributes, stackSize)
+    let work = ThreadWork {
+        _ = syscall { clinux_set_thread_name(name) }   // a name is for people reading top: failing changes nothing
+        body()
+    }
+    let retained = Unmanaged.passRetained(work)
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attributes, threadMain, retained.toOpaque())
+    if case .failure(let error) = syscall(returningErrno: rc) {
+        retained.release()
+        throw error
+    }
 }

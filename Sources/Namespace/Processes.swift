@@ -73,8 +73,8 @@ public enum ProcessTable {
         return !isRunning(pid)
     }
 
-    /// A whole small file (/proc entries), or nil when it cannot be read.
-    static func readFile(_ path: String) -> [UInt8]? {
+    /// A whole small file (/proc entries, a log), or nil when it cannot be read.
+    public static func readFile(_ path: String) -> [UInt8]? {
         guard case .success(let fd) = syscall({ open(path, O_RDONLY | O_CLOEXEC) }) else { return nil }
         defer { close(fd) }
         var data: [UInt8] = []

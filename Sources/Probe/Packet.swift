@@ -1,5 +1,5 @@
-import Foundation
 import Netlink
+import TextFormat
 
 /// A TCP packet seen by the capture: where (interface, direction), when, and its TCP header.
 public struct TCPPacket: Sendable, Equatable {
@@ -55,9 +55,9 @@ public struct TCPPacket: Sendable, Equatable {
             + "." + String(repeating: "0", count: max(0, 6 - micro.count)) + micro
         let family = source.family == .inet6 ? "IP6" : "IP"
         // tcpdump pads interface names to 5 columns and never cuts them (veth-pod1).
-        let name = interface.count >= 5 ? interface : interface.padding(toLength: 5, withPad: " ", startingAt: 0)
+        let name = interface.count >= 5 ? interface : interface.padded(to: 5)
         var line = "\(clock) \(name) "
-            + "\(direction.rawValue.padding(toLength: 3, withPad: " ", startingAt: 0)) \(family) "
+            + "\(direction.rawValue.padded(to: 3)) \(family) "
             + "\(source).\(sourcePort) > \(destination).\(destinationPort): Flags [\(flagText)]"
         if flags & (Self.syn | Self.fin | Self.rst) != 0 || length > 0 {
             line += ", seq \(sequence)"

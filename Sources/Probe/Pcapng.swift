@@ -1,4 +1,3 @@
-import Foundation
 import Namespace
 import SystemPackage
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Netlink
 
 /// `returnpath probe --json`: `{"flows":[…]}` and, for a passive probe, what was watched. The keys `flows`,

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Namespace
 import SystemPackage
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import Namespace
 import SystemPackage
 #if canImport(Glibc)

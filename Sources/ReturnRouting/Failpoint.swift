@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
+import TextFormat
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,7 +17,7 @@ enum Failpoint {
     static func step(_ what: @autoclosure () -> String) {
         guard target != nil || trace else { return }
         let n = count.add(1, ordering: .relaxed).newValue
-        if trace { FileHandle.standardError.write(Data("failpoint \(n): \(what())\n".utf8)) }
+        if trace { printError("failpoint \(n): \(what())\n") }
         if n == target { kill(getpid(), SIGKILL) }
     }
 }

@@ -1,7 +1,9 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Handle
 import Namespace
 import Netlink
+import TextFormat
 
 /// Applies a policy to one network namespace with owned, idempotent policy routing, and removes it.
 ///
@@ -297,7 +299,7 @@ struct Trace {
     func phase(_ name: String) {
         guard enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        FileHandle.standardError.write(Data("apply: \(name) at \(Double(now - start) / 1e6) ms\n".utf8))
+        printError("apply: \(name) at \(Double(now - start) / 1e6) ms\n")
     }
 }
 

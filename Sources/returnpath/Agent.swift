@@ -1,7 +1,7 @@
 import Agent
 import ArgumentParser
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Lab
 import Logging
 import Namespace
@@ -9,6 +9,7 @@ import ReturnRouting
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import TextFormat
 #endif
 
 enum LogFormat: String, ExpressibleByArgument, Sendable {
@@ -86,7 +87,7 @@ struct AgentCommand: ParsableCommand {
         case .success(let report):
             ReportPrinter.print(report, json: false, dryRun: false, extra: ["strategy": chosen.rawValue, "target": "\(configuration.namespace)"])
         case .failure(let error):
-            FileHandle.standardError.write(Data("returnpath: \(error.description)\n".utf8))
+            printError("returnpath: \(error.description)\n")
             logger.error("the first apply failed; retrying on events and every resync", metadata: ["error": "\(error.description)"])
         }
         fflush(nil)   // the report before the logs, also when standard output is a pipe

@@ -1,9 +1,10 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Lab
 import LabPolicy
 import Namespace
 import ReturnRouting
+import TextFormat
 
 extension Strategy: ExpressibleByArgument {}
 
@@ -103,7 +104,7 @@ struct ApplyCommand: ParsableCommand {
             let fallback = policy.defaultStrategy
             chosen = fallback.strategy
             if let reason = fallback.reason {
-                FileHandle.standardError.write(Data("returnpath: strategy \(chosen): \(reason)\n".utf8))
+                printError("returnpath: strategy \(chosen): \(reason)\n")
             }
         }
         let report: Report
@@ -122,7 +123,7 @@ struct ApplyCommand: ParsableCommand {
 /// Shared by apply and remove.
 enum ReportPrinter {
     static func print(_ report: Report, json: Bool, dryRun: Bool, extra: [String: String]) {
-        for warning in report.warnings { FileHandle.standardError.write(Data("returnpath: warning: \(warning)\n".utf8)) }
+        for warning in report.warnings { printError("returnpath: warning: \(warning)\n") }
         if json {
             var object: [String: Any] = [
                 "added": report.added, "removed": report.removed, "unchanged": report.unchanged, "dry_run": dryRun,
@@ -130,8 +131,7 @@ enum ReportPrinter {
             ]
             object["notes"] = report.notes
             for (key, value) in extra { object[key] = value }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            Swift.print(String(decoding: data, as: UTF8.self))
+            Swift.print(JSONText.serialize(object))
             return
         }
         if dryRun {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Benchmarks
-import Foundation
 
 /// `returnpath bench cluster`: router failover and ConfigMap swaps on the cluster lab, one agent per node.
 struct BenchCluster: ParsableCommand {

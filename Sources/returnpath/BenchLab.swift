@@ -1,6 +1,6 @@
 import ArgumentParser
 import Benchmarks
-import Foundation
+import FoundationEssentials
 
 /// `returnpath bench lab`: the seed lab up (services answering) and down with returnpath and with the committed
 /// iproute2 shell script, in the same run; then generated labs of growing size (Benchmarks' LabBenchmark).

@@ -1,12 +1,16 @@
 import Benchmarks
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Handle
 import Lab
 import Namespace
 import Netlink
 import Probe
 import ReturnRouting
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `returnpath demo --topology cluster`: one ConfigMap-shaped policy for four nodes that differ, one agent per node
 /// started as the DaemonSet starts it, a ToR that stops, a ConfigMap update, and every node as before at the end.
@@ -79,7 +83,7 @@ extension DemoCommand {
         let skipped = Self.waitUntil(seconds: 3) { rack1.allSatisfy { (try? Self.defaultGateways($0)) == ["10.1.1.2"] } }
         let failover = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
         try check(skipped, "rack 1's nodes should stop sending replies to tor12")
-        say(String(format: "rack 1's nodes route replies via tor11 only, %.0f ms after tor12 stopped (ARP probes: 3 missed, 100 ms apart)", failover))
+        say(format("rack 1's nodes route replies via tor11 only, %.0f ms after tor12 stopped (ARP probes: 3 missed, 100 ms apart)", failover))
         // The lab's routers run no routing protocol: the spine stops sending requests to tor12 as BGP would
         // withdraw its routes.
         let spine = try NetlinkSocket(namespace: try NetworkNamespace(named: Topology.namespaceName(lab: name, host: "spine")))
@@ -109,13 +113,13 @@ extension DemoCommand {
         let second = hostPart.map { IPAddress.v4(0xc0a8_6500 | $0) }                                 // 192.168.101.N
         let newFlows = try ProbeFlows.resolve(lab: name, topology: topology, second.map { ("client1", $0, UInt16(3000)) })
         try check(try prober.run(newFlows).allSatisfy { !$0.connected }, "before the update 192.168.101.N should fail")
-        let updated = BuiltinTopology.clusterPolicy.replacingOccurrences(of: "192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
+        let updated = BuiltinTopology.clusterPolicy.replacing("192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
         let swapStart = DispatchTime.now().uptimeNanoseconds
         try Self.configMapVersion(dir, "..2026_01_02", updated)
         let inForce = Self.waitUntil(seconds: 5) { (try? prober.run(newFlows).allSatisfy(\.ok)) == true }
         let swap = Double(DispatchTime.now().uptimeNanoseconds - swapStart) / 1e6
         try check(inForce, "every node should have the new policy in force")
-        say(String(format: "every node's agent had it in force %.0f ms after the swap (probes included)", swap))
+        say(format("every node's agent had it in force %.0f ms after the swap (probes included)", swap))
 
         heading("7. All agents stopped (SIGTERM: the fix stays, as in an upgrade), then returnpath remove: every node as before")
         for agent in agents { try check(agent.stop() == 0, "the agent of \(agent.host) should exit 0") }

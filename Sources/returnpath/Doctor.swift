@@ -1,6 +1,5 @@
 import ArgumentParser
 import Doctor
-import Foundation
 import Lab
 import Namespace
 import Netlink

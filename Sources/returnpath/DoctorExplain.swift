@@ -1,6 +1,5 @@
 import ArgumentParser
 import Doctor
-import Foundation
 import Netlink
 
 /// `returnpath doctor explain`: one packet's way through the node, step by step, and the kernel's own answer.

@@ -1,7 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Lab
 import Netlink
+import TextFormat
 
 struct LabStatus: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -88,7 +89,7 @@ struct LabStatus: ParsableCommand {
     func row(_ cells: [String], widths: [Int] = [10, 18, 11, 8]) -> String {
         var text = ""
         for (i, cell) in cells.enumerated() {
-            text += i < widths.count ? cell.padding(toLength: max(widths[i], cell.count + 1), withPad: " ", startingAt: 0) : cell
+            text += i < widths.count ? cell.padded(to: max(widths[i], cell.count + 1)) : cell
         }
         return text
     }

@@ -1,7 +1,8 @@
+import Dispatch
 import ArgumentParser
-import Foundation
 import Lab
 import Namespace
+import TextFormat
 
 struct LabUp: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,8 +39,7 @@ struct LabUp: ParsableCommand {
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let hosts = topology.hosts.map(\.name).joined(separator: ", ")
-        print(String(format: "lab %@ is up in %.3f s: %d hosts (%@), %d links, %d services answering",
-                     lab, elapsed, topology.hosts.count, hosts, report.links, report.services))
+        print("lab \(lab) is up in \(format("%.3f", elapsed)) s: \(topology.hosts.count) hosts (\(hosts)), \(report.links) links, \(report.services) services answering")
         if !quiet && !report.reusedNamespaces.isEmpty {
             print("converged: \(report.reusedNamespaces.count) namespaces were already there")
         }

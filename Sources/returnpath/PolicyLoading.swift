@@ -1,7 +1,10 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Namespace
 import ReturnRouting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--node NAME`: the node a policy is resolved for (spec.nodes).
 struct NodeOption: ParsableArguments {

@@ -1,7 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Netlink
 import ReturnRouting
+import TextFormat
 
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,7 +47,7 @@ struct PolicyResolveCommand: ParsableCommand {
             print(ResolutionOutput.text(resolution), terminator: "")
         }
         if !resolution.isResolved {
-            for problem in resolution.problems { FileHandle.standardError.write(Data("returnpath: \(problem)\n".utf8)) }
+            for problem in resolution.problems { printError("returnpath: \(problem)\n") }
             throw ExitCode(2)
         }
     }

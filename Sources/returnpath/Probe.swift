@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Lab
 import Namespace
 import Netlink
@@ -7,6 +6,7 @@ import Probe
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import TextFormat
 #endif
 
 struct ProbeCommand: ParsableCommand {
@@ -106,7 +106,7 @@ struct ProbeCommand: ParsableCommand {
     /// Prints the results (and writes the pcapng file); exit 1 unless every flow connected symmetrically.
     func present(_ results: [FlowResult], dropped: UInt32, output: ProbeOutput) throws {
         if dropped > 0 {
-            FileHandle.standardError.write(Data("returnpath: warning: the capture dropped \(dropped) packets; evidence may be incomplete\n".utf8))
+            printError("returnpath: warning: the capture dropped \(dropped) packets; evidence may be incomplete\n")
         }
         if let pcap {
             var byHost: [String: [TCPPacket]] = [:]
@@ -167,7 +167,7 @@ struct ProbeCommand: ParsableCommand {
         do {
             report = try watcher.run(listening: {
                 let on = interfaces.isEmpty ? "" : " arriving on \(interfaces.joined(separator: ", "))"
-                FileHandle.standardError.write(Data("returnpath: listening on \(name) (\(namespace)) for connections to \(services.map(\.description).joined(separator: ", "))\(on), \(duration) s\n".utf8))
+                printError("returnpath: listening on \(name) (\(namespace)) for connections to \(services.map(\.description).joined(separator: ", "))\(on), \(duration) s\n")
             }, shouldStop: { PassiveStop.requested })
         } catch {
             throw fail(error.description, code: 1)
@@ -178,7 +178,7 @@ struct ProbeCommand: ParsableCommand {
         output.services = services.map(\.description)
         output.seconds = (report.seconds * 1000).rounded() / 1000
         if report.flows.isEmpty && !json {
-            print("no connections to \(services.map(\.description).joined(separator: ", ")) seen in \(String(format: "%.1f", report.seconds)) s")
+            print("no connections to \(services.map(\.description).joined(separator: ", ")) seen in \(format("%.1f", report.seconds)) s")
             return
         }
         try present(report.flows, dropped: report.dropped, output: output)
@@ -191,7 +191,7 @@ struct ProbeCommand: ParsableCommand {
         }
         let widths = headers.indices.map { i in ([headers[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
+            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padded(to: widths[i] + 2) }
                 .joined()
         }
         var lines = [line(headers)] + rows.map(line)

@@ -1,7 +1,11 @@
 import Agent
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
+import TextFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct ReturnPath: ParsableCommand {
@@ -33,8 +37,8 @@ struct ReturnPath: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(2)
+                printError(fullMessage(for: error) + "\n")
+                Glibc.exit(2)
             }
             exit(withError: error)
         }
@@ -49,6 +53,6 @@ struct Failure: Error, CustomStringConvertible {
 
 /// Prints an error the way ip does ("returnpath: …") and exits with its code: 2 for bad input, 1 otherwise.
 func fail(_ message: String, code: Int32) -> ExitCode {
-    FileHandle.standardError.write(Data("returnpath: \(message)\n".utf8))
+    printError("returnpath: \(message)\n")
     return ExitCode(code)
 }

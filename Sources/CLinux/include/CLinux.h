@@ -43,6 +43,14 @@ int clinux_umount2(const char *target, int flags);
 int clinux_pipe2(int fds[2], int flags);
 /// pidfd_open(2) (Linux 5.3+): a descriptor that becomes readable when the process exits.
 int clinux_pidfd_open(pid_t pid);
+/// The calling thread's name (prctl PR_SET_NAME: at most 15 bytes are kept), as top and perf show it.
+int clinux_set_thread_name(const char *name);
+#include <sys/socket.h>
+/// dl_iterate_phdr(3): calls `each` with the name (the path it was loaded from; "" for the executable) of every
+/// object the dynamic loader has loaded into this process.
+void clinux_loaded_objects(void (*each)(const char *name, void *context), void *context);
+/// accept4(2) (GNU): the accepted socket gets `flags` (SOCK_NONBLOCK, SOCK_CLOEXEC) atomically.
+int clinux_accept4(int fd, int flags);
 #include <spawn.h>
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+): close every descriptor from `from` up in the child.
 int clinux_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
