@@ -25,8 +25,8 @@ extension AgentCore {
         switch watcher.contents() {
         case .success(let read): text = read
         case .failure(let error):
+            metrics.setPolicyValid(false)   // before the log line: whoever reads the log sees the metric
             logger.error("policy refused: \(error); the last good policy stays in force")
-            metrics.setPolicyValid(false)
             return .invalid
         }
         if text == policyText && !force { return .unchanged }
@@ -34,8 +34,8 @@ extension AgentCore {
         policyText = text
         let parsed: PolicyDocument
         do { parsed = try PolicyFile.parseDocument(text, file: watcher.path) } catch {
+            metrics.setPolicyValid(false)   // before the log line: whoever reads the log sees the metric
             logger.error("policy refused: \(error.description); the last good policy stays in force")
-            metrics.setPolicyValid(false)
             return .invalid
         }
         let candidate = parsed.needsNode ? resolve(parsed) : PolicyResolver.fixed(parsed)
@@ -50,8 +50,8 @@ extension AgentCore {
         do {
             _ = try router.apply(effective(candidate, keepMissing: true), strategy: chosen, dryRun: true)
         } catch where error.isInvalid {
+            metrics.setPolicyValid(false)   // before the log line: whoever reads the log sees the metric
             logger.error("policy refused: \(error.description); the last good policy stays in force")
-            metrics.setPolicyValid(false)
             return .invalid
         } catch {
             // A conflict or a kernel error is not the policy's fault: the reconcile reports it.
