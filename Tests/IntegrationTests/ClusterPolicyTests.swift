@@ -73,6 +73,9 @@ let clusterPolicy = """
         - names: [late-*]
           interfaces:
             - {network: 10.1.9.0/24, gateway: 10.1.9.2, services: [192.168.1.1]}
+        - names: [auto-*]
+          interfaces:
+            - {name: ens6, gateway: auto, services: [192.168.1.1]}
         - names: [ecmp6-*]
           interfaces:
             - {network: 10.1.2.0/24, gateways: [10.1.2.2, 10.1.2.3, "fd00:12::2", "fd00:12::3"], services: [192.168.1.1, "fd00:1::1"]}
@@ -311,6 +314,26 @@ struct ClusterPolicyTests {
             // IPv6 drops a link's global addresses when it goes down (keep_addr_on_down=0): the router gets its back.
             try ip(try ns(lab, "tor2"), "address", "add", "fd00:12::3/64", "dev", "eth0", "nodad")
             #expect(waitUntil(timeout: 3) { hops6() == ["fd00:12::2", "fd00:12::3"] }, "\(hops6()) \(agent.errors)")
+            agent.stop()
+            #expect(try returnpath("remove", "--lab", lab).status == 0)
+        }
+    }
+
+    /// gateway: auto with no route yet: not ready, the entry left out; the route DHCP would install appears (on-link
+    /// on an address-less NIC): ready, the entry in, its table's route on-link as the node's own.
+    @Test func theAgentIsReadyOnceTheRouteAppears() throws {
+        try withRackLab { lab, node, policy in
+            let agent = try startAgent(["--lab", lab, "-f", policy, "--metrics-address", "127.0.0.1:0"], environment: ["NODE_NAME": "auto-1"])
+            defer { agent.kill() }
+            let port = try #require(agent.metricsPort())
+            let notReady = try httpGet(port: port, "/readyz")
+            #expect(notReady.status == 503 && notReady.body.contains("auto found no IPv4 route with a gateway through ens6"), "\(notReady)")
+            #expect((try? tableRoutes(node, "52001"))?.isEmpty ?? true)   // no table at all, or an empty one
+            try ip(node, "route", "add", "default", "via", "10.1.9.2", "dev", "ens6", "onlink", "proto", "dhcp", "metric", "102")
+            #expect(waitUntil(timeout: 5) { (try? httpGet(port: port, "/readyz").status) == 200 }, "\(agent.errors)")
+            let route = try #require(try tableRoutes(node, "52001").first)
+            #expect(route["gateway"] as? String == "10.1.9.2" && (route["flags"] as? [String])?.contains("onlink") == true, "\(route)")
+            #expect(try returnpath("lab", "exec", "--name", lab, "client1", "--", "nc", "-w", "2", "192.168.1.1", "3000").output == "svc1\n")
             agent.stop()
             #expect(try returnpath("remove", "--lab", lab).status == 0)
         }
