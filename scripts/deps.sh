@@ -35,9 +35,20 @@ as_root() {
 # the DaemonSet's arguments), binutils (readelf, strip) and the packages the caller adds (a build dependency; the
 # test's readers umoci, skopeo, podman). Installed when missing, as root or through sudo.
 ensure_image_packages() {
-    local wanted=(mmdebstrap python3-yaml binutils "$@") installed missing=()
+    ensure_debian_packages mmdebstrap python3-yaml binutils "$@"
+}
+
+# scripts/vm: qemu-system-x86 (the VM), kmod (depmod for the extracted kernel's modules, the guest's modprobe),
+# busybox-static (the initramfs), installed when missing, as root or through sudo.
+ensure_vm_packages() {
+    ensure_debian_packages qemu-system-x86 kmod busybox-static
+}
+
+# ensure_debian_packages PACKAGE…: installs those of the Debian packages that are missing, as root or through sudo.
+ensure_debian_packages() {
+    local installed missing=()
     installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" {print $2}')
-    for p in "${wanted[@]}"; do grep -qx "$p" <<<"$installed" || missing+=("$p"); done
+    for p in "$@"; do grep -qx "$p" <<<"$installed" || missing+=("$p"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "installing: ${missing[*]}" >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
