@@ -20,6 +20,8 @@ public struct NodeState: Sendable {
     public var recordProblem: String?
     /// What could not be read and why the answers may be partial ("this kernel has no nf_tables").
     public var notes: [String] = []
+    /// The kernel the node runs: a few of its answers differ between releases (`KernelRelease`).
+    public var kernel: KernelRelease? = KernelRelease.running
 
     public init(namespace: NetworkNamespace, links: [Link], addresses: [InterfaceAddress], rules: [DetailedRule],
                 routes: [Route], sysctls: [String: String], nftables: NftRuleset, record: AppliedRecord? = nil,

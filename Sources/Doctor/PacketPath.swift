@@ -16,6 +16,9 @@ public struct ReversePathCheck: Sendable {
     public var lookup: RouteLookup?
     public var passed: Bool
     public var reason: String
+    /// A failed check's source is martian (an address of this node, or routed as something other than unicast):
+    /// the kernel refuses it with EINVAL, and any other failure with `KernelRelease.reversePathErrno`.
+    public var martian = false
 
     public var modeText: String { ["off", "strict", "loose"][safe: mode] ?? "mode \(mode)" }
 }
@@ -117,7 +120,7 @@ public struct PacketPath: Sendable {
         case .route(let route, _, _):
             if route.type == .local {
                 let check = reversePath(key, forwardDevice: nil)
-                if !check.passed { return (.refused(.invalidArgument, reason: check.reason, lookup: lookup), check) }
+                if !check.passed { return (.refused(refusal(check), reason: check.reason, lookup: lookup), check) }
                 return (.local(lookup), check)
             }
             let forwards = key.destination.family == .inet6 ? state.forwards6(on: interface) : state.setting("forwarding", on: interface) != 0
@@ -129,7 +132,7 @@ public struct PacketPath: Sendable {
                 return (.refused(.invalidArgument, reason: "a \(route.type) route cannot forward (martian destination)", lookup: lookup), nil)
             }
             let check = reversePath(key, forwardDevice: route.device)
-            if !check.passed { return (.refused(.invalidArgument, reason: check.reason, lookup: lookup), check) }
+            if !check.passed { return (.refused(refusal(check), reason: check.reason, lookup: lookup), check) }
             return (result(of: lookup), check)
         }
     }
@@ -156,6 +159,7 @@ public struct PacketPath: Sendable {
         if mode == 0 && !state.hasCustomRules {
             if !acceptLocal && state.isLocal(key.source) {
                 check.passed = false
+                check.martian = true
                 check.reason = "the source \(key.source) is an address of this node (martian source)"
             } else {
                 check.reason = "rp_filter is off on \(interface): no reverse-path check"
@@ -181,6 +185,7 @@ public struct PacketPath: Sendable {
         }
         if route.type != .unicast && !(route.type == .local && acceptLocal) {
             check.passed = false
+            check.martian = true
             check.reason = "the source \(key.source) routes as \(route.type) (an address of this node?): martian source, dropped"
             return check
         }
@@ -207,6 +212,11 @@ public struct PacketPath: Sendable {
             check.reason = "rp_filter is loose on \(interface): a way back to \(key.source) exists (\(via)): passes"
         }
         return check
+    }
+
+    /// The errno the kernel answers for a packet that failed `check`.
+    func refusal(_ check: ReversePathCheck) -> Errno {
+        check.martian ? .invalidArgument : KernelRelease.reversePathErrno(on: state.kernel)
     }
 
     func key(_ packet: NftPacket, inputInterface: String, mark: UInt32) -> FlowKey {
