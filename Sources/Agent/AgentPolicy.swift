@@ -141,7 +141,9 @@ extension AgentCore {
             if problems.isEmpty && !unresolved.isEmpty { logger.notice("every policy entry resolves on this node") }
             unresolved = problems
         }
-        health.unresolved(problems)
+        // Not ready at once; ready again only once a reconcile has applied the entries (AgentReconcile), not
+        // before their routes exist.
+        if !problems.isEmpty { health.unresolved(problems) }
     }
 
     /// Starts watching the routers of every interface with several of a family (the prober is made on first need).

@@ -64,6 +64,7 @@ extension AgentCore {
                 updateOwned(applied)
             }
             metrics.succeeded(at: Date())
+            health.unresolved(unresolved)
             health.succeeded()
             if changed {
                 var metadata: Logger.Metadata = [
