@@ -1,6 +1,8 @@
 import Dispatch
 import FoundationEssentials
 import Namespace
+import Netlink
+import ReturnRouting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,3 +55,42 @@ public final class ClusterAgent {
         return waitForExit(pid)
     }
 }
+
+/// A directory laid out as kubelet lays out a ConfigMap volume: each version in its own directory, `..data` a link
+/// to the current one (swapped with one rename), `policy.yaml` a link through it. The cluster demo and `bench
+/// cluster` swap versions the way kubelet does.
+public struct ConfigMapVolume: Sendable {
+    public let directory: String
+    public var policyPath: String { "\(directory)/policy.yaml" }
+
+    /// A new volume holding `text` as its first version.
+    public init(directory: String, text: String) throws(BenchmarkError) {
+        self.directory = directory
+        try? FileManager.default.removeItem(atPath: directory)
+        try publish(version: "..v0", text)
+        do { try FileManager.default.createSymbolicLink(atPath: policyPath, withDestinationPath: "..data/policy.yaml") } catch {
+            throw .failed("link \(policyPath): \(error)")
+        }
+    }
+
+    /// `text` as version `version`, made current with one rename of `..data_tmp` over `..data`.
+    public func publish(version: String, _ text: String) throws(BenchmarkError) {
+        do {
+            try FileManager.default.createDirectory(atPath: "\(directory)/\(version)", withIntermediateDirectories: true)
+            try text.write(toFile: "\(directory)/\(version)/policy.yaml", atomically: false, encoding: .utf8)
+            try? FileManager.default.removeItem(atPath: "\(directory)/..data_tmp")
+            try FileManager.default.createSymbolicLink(atPath: "\(directory)/..data_tmp", withDestinationPath: version)
+        } catch { throw .failed("write ConfigMap version \(version): \(error)") }
+        guard rename("\(directory)/..data_tmp", "\(directory)/..data") == 0 else { throw .failed("swap \(directory)/..data") }
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// The gateways of the IPv4 default route in returnpath's first interface table (table base + 1): what a rack
+/// node's replies are sent to; empty when there is none or the table cannot be read.
+public func firstTableGateways(_ socket: NetlinkSocket) -> [String] {
+    ((try? socket.routes(family: .inet, table: Ownership().tableBase + 1))?.first { $0.destination.length == 0 }?.gateways ?? [])
+        .map(\.description)
+}
+

@@ -56,15 +56,12 @@ public struct ClusterBenchmark {
             throw .lab(error)
         }
         defer { _ = try? manager.down(name: lab) }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rp-bench-cluster-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: dir)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
         let without = BuiltinTopology.clusterPolicy
         let with = without.replacing("192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
-        try Self.version(dir, 0, without)
-        do { try FileManager.default.createSymbolicLink(atPath: "\(dir)/policy.yaml", withDestinationPath: "..data/policy.yaml") } catch {
-            throw .failed("link \(dir)/policy.yaml: \(error)")
-        }
+        let volume = try ConfigMapVolume(directory: FileManager.default.temporaryDirectory.appendingPathComponent("rp-bench-cluster-\(getpid())").path,
+                                         text: without)
+        defer { volume.remove() }
+        let dir = volume.directory
         func namespace(_ host: String) throws(BenchmarkError) -> NetworkNamespace {
             do { return try NetworkNamespace(named: Topology.namespaceName(lab: lab, host: host)) } catch { throw .namespace(error) }
         }
@@ -72,7 +69,7 @@ public struct ClusterBenchmark {
         defer { for agent in agents { agent.stop() } }
         for host in Self.nodes {
             agents.append(try ClusterAgent(host: host, namespace: try namespace(host), arguments: [
-                "agent", "-f", "\(dir)/policy.yaml", "--metrics-address", "127.0.0.1:9712", "--log-format", "json"], logDirectory: dir))
+                "agent", "-f", volume.policyPath, "--metrics-address", "127.0.0.1:9712", "--log-format", "json"], logDirectory: dir))
         }
         for agent in agents where !agent.waitReady(seconds: 20) { throw .failed("the agent of \(agent.host) did not become ready: \(agent.log())") }
         var result = Result(failover: [], recovery: [], swap: [])
@@ -84,10 +81,6 @@ public struct ClusterBenchmark {
             rack1 = [try NetlinkSocket(namespace: try namespace("rack1-node1")), try NetlinkSocket(namespace: try namespace("rack1-node2"))]
             tor = try NetlinkSocket(namespace: try namespace("tor12"))
         } catch let error as BenchmarkError { throw error } catch { throw .wrapping(error) }
-        let table = Ownership().tableBase + 1
-        func gateways(_ socket: NetlinkSocket) -> [String] {
-            ((try? socket.routes(family: .inet, table: table))?.first { $0.destination.length == 0 }?.gateways ?? []).map(\.description)
-        }
         func timed(_ change: () throws(NetlinkError) -> Void, until done: () -> Bool) throws(BenchmarkError) -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             do { try change() } catch { throw .netlink(error) }
@@ -101,10 +94,10 @@ public struct ClusterBenchmark {
         for _ in 0..<trials {
             usleep(UInt32.random(in: 100_000...200_000))   // another phase of the probes' 100 ms each time
             result.failover.append(try timed({ () throws(NetlinkError) in try tor.setLink("eth0", up: false) },
-                                             until: { rack1.allSatisfy { gateways($0) == ["10.1.1.2"] } }))
+                                             until: { rack1.allSatisfy { firstTableGateways($0) == ["10.1.1.2"] } }))
             usleep(UInt32.random(in: 100_000...200_000))
             result.recovery.append(try timed({ () throws(NetlinkError) in try tor.setLink("eth0", up: true) },
-                                             until: { rack1.allSatisfy { gateways($0) == ["10.1.1.2", "10.1.1.3"] } }))
+                                             until: { rack1.allSatisfy { firstTableGateways($0) == ["10.1.1.2", "10.1.1.3"] } }))
         }
 
         // ConfigMap swaps, with and without 192.168.101.0/24: in force when every node's nft table lists its
@@ -123,7 +116,7 @@ public struct ClusterBenchmark {
         for i in 0..<trials {
             let added = i % 2 == 0
             let start = DispatchTime.now().uptimeNanoseconds
-            try Self.version(dir, i + 1, added ? with : without)
+            try volume.publish(version: "..v\(i + 1)", added ? with : without)
             let deadline = start + 5_000_000_000
             while !inForce(added) {
                 guard DispatchTime.now().uptimeNanoseconds < deadline else { throw .failed("ConfigMap swap \(i + 1) not in force within 5 s") }
@@ -135,16 +128,5 @@ public struct ClusterBenchmark {
         for agent in agents where agent.stop() != 0 { throw .failed("the agent of \(agent.host) did not exit 0") }
         agents = []
         return result
-    }
-
-    /// A kubelet-style ConfigMap version: the file in ..v<N>, ..data swapped to it with one rename.
-    static func version(_ dir: String, _ n: Int, _ text: String) throws(BenchmarkError) {
-        do {
-            try FileManager.default.createDirectory(atPath: "\(dir)/..v\(n)", withIntermediateDirectories: true)
-            try text.write(toFile: "\(dir)/..v\(n)/policy.yaml", atomically: false, encoding: .utf8)
-            try? FileManager.default.removeItem(atPath: "\(dir)/..data_tmp")
-            try FileManager.default.createSymbolicLink(atPath: "\(dir)/..data_tmp", withDestinationPath: "..v\(n)")
-        } catch { throw .failed("write ConfigMap version \(n): \(error)") }
-        guard rename("\(dir)/..data_tmp", "\(dir)/..data") == 0 else { throw .failed("swap \(dir)/..data") }
     }
 }

@@ -50,9 +50,9 @@ extension ReturnRouter {
             }
             if entries.contains(where: \.needsNode) {
                 let own = document.ownership
-                let main = try socket.routes(table: RouteTable.main)
-                let others = try socket.routes().filter { $0.table != RouteTable.main && $0.table != RouteTable.local && !own.ownsTable($0.table) }
-                facts.routes = (main + others.sorted { $0.table < $1.table }).filter { !$0.gateways.isEmpty }
+                // One dump of every table; main first, then the others by id (the order gateway: auto looks in).
+                let all = try socket.routes().filter { !$0.gateways.isEmpty && $0.table != RouteTable.local && !own.ownsTable($0.table) }
+                facts.routes = all.filter { $0.table == RouteTable.main } + all.filter { $0.table != RouteTable.main }.sorted { $0.table < $1.table }
             }
             return facts
         } catch {

@@ -71,10 +71,9 @@ public enum PolicyResolver {
             problem = document.nodes.isEmpty ? "the policy lists no interfaces"
                 : "node \(facts.name) matches no spec.nodes item (\(document.nodes.map { $0.names.joined(separator: ", ") }.joined(separator: "; "))) and spec.interfaces is empty"
         }
-        var policy = Policy(name: document.name, strategy: document.strategy, interfaces: resolved.compactMap(\.interface),
+        let policy = Policy(name: document.name, strategy: document.strategy, interfaces: resolved.compactMap(\.interface),
                             exempt: group?.exempt ?? document.exempt, ownership: document.ownership,
                             ingressTracking: document.ingressTracking)
-        policy.name = document.name
         return Resolution(node: facts.name, nodeSource: facts.nameSource, group: group, policy: policy, entries: resolved,
                           exemptFrom: group?.exempt != nil ? "spec.nodes item \(group?.index ?? 0)" : "spec.exempt", problem: problem)
     }

@@ -30,13 +30,11 @@ extension DemoCommand {
         let nodes = try Self.clusterNodes.map { try NetworkNamespace(named: Topology.namespaceName(lab: name, host: $0)) }
         let before = try nodes.map(Self.nodeState)
 
-        // The ConfigMap volume: ..2026_01_01/policy.yaml, ..data → it, policy.yaml → ..data/policy.yaml.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rp-demo-cluster-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: dir)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.configMapVersion(dir, "..2026_01_01", BuiltinTopology.clusterPolicy)
-        let policyPath = "\(dir)/policy.yaml"
-        try FileManager.default.createSymbolicLink(atPath: policyPath, withDestinationPath: "..data/policy.yaml")
+        // The ConfigMap volume: a version directory, ..data → it, policy.yaml → ..data/policy.yaml.
+        let volume = try ConfigMapVolume(directory: FileManager.default.temporaryDirectory.appendingPathComponent("rp-demo-cluster-\(getpid())").path,
+                                         text: BuiltinTopology.clusterPolicy)
+        defer { volume.remove() }
+        let dir = volume.directory, policyPath = volume.policyPath
 
         let hostPart: [UInt32] = [11, 12, 21, 22]
         let own = hostPart.map { IPAddress.v4(0xc0a8_0a00 | $0) }                                    // 192.168.10.N
@@ -77,10 +75,10 @@ extension DemoCommand {
 
         heading("5. ToR tor12 stops (its rack-side interface down; the nodes' links stay up, as behind a switch)")
         let tor = try NetlinkSocket(namespace: try NetworkNamespace(named: Topology.namespaceName(lab: name, host: "tor12")))
-        let rack1 = Array(nodes.prefix(2))
+        let rack1 = try nodes.prefix(2).map { try NetlinkSocket(namespace: $0) }
         let started = DispatchTime.now().uptimeNanoseconds
         try tor.setLink("eth0", up: false)
-        let skipped = Self.waitUntil(seconds: 3) { rack1.allSatisfy { (try? Self.defaultGateways($0)) == ["10.1.1.2"] } }
+        let skipped = Self.waitUntil(seconds: 3) { rack1.allSatisfy { firstTableGateways($0) == ["10.1.1.2"] } }
         let failover = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
         try check(skipped, "rack 1's nodes should stop sending replies to tor12")
         say(format("rack 1's nodes route replies via tor11 only, %.0f ms after tor12 stopped (ARP probes: 3 missed, 100 ms apart)", failover))
@@ -105,7 +103,7 @@ extension DemoCommand {
         say("every flow still symmetric and connected")
         try tor.setLink("eth0", up: true)
         for route in spineRoutes where route.gateways.contains(tor12) { try spine.replaceRoute(route) }
-        try check(Self.waitUntil(seconds: 3) { rack1.allSatisfy { (try? Self.defaultGateways($0)) == ["10.1.1.2", "10.1.1.3"] } },
+        try check(Self.waitUntil(seconds: 3) { rack1.allSatisfy { firstTableGateways($0) == ["10.1.1.2", "10.1.1.3"] } },
                   "tor12 should be taken back once it answers")
         say("tor12 answers again: both ToRs carry replies")
 
@@ -115,7 +113,7 @@ extension DemoCommand {
         try check(try prober.run(newFlows).allSatisfy { !$0.connected }, "before the update 192.168.101.N should fail")
         let updated = BuiltinTopology.clusterPolicy.replacing("192.168.100.0/24]", with: "192.168.100.0/24, 192.168.101.0/24]")
         let swapStart = DispatchTime.now().uptimeNanoseconds
-        try Self.configMapVersion(dir, "..2026_01_02", updated)
+        try volume.publish(version: "..v1", updated)
         let inForce = Self.waitUntil(seconds: 5) { (try? prober.run(newFlows).allSatisfy(\.ok)) == true }
         let swap = Double(DispatchTime.now().uptimeNanoseconds - swapStart) / 1e6
         try check(inForce, "every node should have the new policy in force")
@@ -133,15 +131,6 @@ extension DemoCommand {
         }
     }
 
-    /// A kubelet-style ConfigMap version: the file in `version`, ..data swapped to it with one rename.
-    static func configMapVersion(_ dir: String, _ version: String, _ text: String) throws {
-        try FileManager.default.createDirectory(atPath: "\(dir)/\(version)", withIntermediateDirectories: true)
-        try text.write(toFile: "\(dir)/\(version)/policy.yaml", atomically: false, encoding: .utf8)
-        try? FileManager.default.removeItem(atPath: "\(dir)/..data_tmp")
-        try FileManager.default.createSymbolicLink(atPath: "\(dir)/..data_tmp", withDestinationPath: version)
-        guard rename("\(dir)/..data_tmp", "\(dir)/..data") == 0 else { throw StepFailed(description: "swap \(dir)/..data") }
-    }
-
     /// Rules, routes and the nftables ruleset of a node, as text.
     static func nodeState(_ node: NetworkNamespace) throws -> [String] {
         let handle = try NamespaceHandle(node)
@@ -149,13 +138,6 @@ extension DemoCommand {
         let routes = try handle.route.routes().filter { $0.table != RouteTable.local }.map(\.description)
         let nft = try handle.nftables().run("list ruleset", operation: "list ruleset")
         return rules + routes + [nft]
-    }
-
-    /// The gateways of the default route of returnpath's first interface table.
-    static func defaultGateways(_ node: NetworkNamespace) throws -> [String] {
-        let socket = try NetlinkSocket(namespace: node)
-        return try socket.routes(family: .inet, table: Ownership().tableBase + 1).first { $0.destination.length == 0 }?
-            .gateways.map(\.description) ?? []
     }
 
     static func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool { waitFor(seconds: seconds, condition) }
